@@ -1,0 +1,83 @@
+"""The ``khnet`` app: wires the command modules together and turns errors into one-line messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from khnet import __version__
+from khnet.cli._common import err_console
+from khnet.cli.space import space
+from khnet.errors import KhnetError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="khnet",
+    help="Kshot-Hypernet on NAS-Bench-201: train one supernet, deploy many subnets without retraining.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("space")(space)
+
+_DEBUG = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"khnet {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    global _DEBUG
+    _DEBUG = debug
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 internal error, 2 bad input or usage)."""
+    debug_env = os.environ.get("KHNET_DEBUG", "") not in ("", "0")
+    try:
+        app(args=argv, standalone_mode=False, prog_name="khnet")
+    except KhnetError as err:
+        if _DEBUG or debug_env:
+            raise
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as err:  # click's usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        if _DEBUG or debug_env:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Datasets with NAS-Bench-201's augmentation, normalisation and splits, and loaders sized for the machine.
+
+Names accepted by ``load_dataset``:
+
+- ``cifar10``, ``cifar100``: torchvision's python version, read from ``root`` (default ``$KHNET_DATA`` or
+  ``~/.cache/khnet/data``) and downloaded there when missing and online.
+- ``imagenet16-120``: the benchmark's pickled 16x16 batches (``train_data_batch_1..10``, ``val_data``)
+  in ``root`` (or ``root/ImageNet16``); labels 1..120 of the 1000 classes.
+- ``imagefolder:PATH``: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (e.g. the JPEG CIFAR-10 copy),
+  decoded once into memory at ``resolution`` pixels; normalised with CIFAR-10's statistics.
+- ``sample``: 6,000 training and 1,000 test images of the JPEG CIFAR-10 copy (600 / 100 per class), shipped
+  inside khnet; made by ``scripts/make_sample.py``. The embedded default for ``make run`` and the tests.
+
+Splits: ``train`` (the training images minus a held-out validation part), ``valid`` (that part, carved
+with a fixed seed; search selects on it, never on test), ``train+valid`` (all training images) and
+``test``. Training splits are augmented as the benchmark does (random crop with padding, horizontal flip);
+the others are only normalised.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from khnet.errors import DataError
+
+__all__ = [
+    "SPLITS",
+    "ArrayDataset",
+    "DatasetInfo",
+    "default_data_root",
+    "default_num_workers",
+    "load_dataset",
+    "make_loader",
+]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "train+valid", "test")
+_CIFAR10_STATS = ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7))
+_CIFAR100_STATS = ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4))
+_IMAGENET16_STATS = ((122.68, 116.66, 104.01), (63.22, 61.26, 65.09))
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and a report need to know about a dataset.
+
+    Attributes:
+        name: the name given to ``load_dataset``.
+        num_classes: number of labels.
+        resolution: image height = width in pixels.
+        mean, std: per-channel normalisation in [0, 1] units.
+        benchmark: the NAS-Bench-201 setting whose accuracies are comparable, or None.
+        note: a caveat to print beside any comparison with the benchmark ('' if none).
+    """
+
+    name: str
+    num_classes: int
+    resolution: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    benchmark: str | None
+    note: str = ""
+
+
+class ArrayDataset(Dataset):
+    """Images held in memory as uint8 (N, H, W, 3), with the benchmark's augmentation on tensors.
+
+    Args:
+        images: uint8 array (N, H, W, 3).
+        labels: int array (N,).
+        info: normalisation and resolution.
+        augment: random crop (padding resolution/8) and horizontal flip, as in NAS-Bench-201.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, info: DatasetInfo, augment: bool) -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise DataError(f"{info.name}: expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.info, self.augment = info, augment
+        self.pad = info.resolution // 8  # 4 for 32x32, 2 for 16x16
+        self.mean = torch.tensor(info.mean).view(3, 1, 1) * 255
+        self.std = torch.tensor(info.std).view(3, 1, 1) * 255
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = self.images[i].float()  # (3, H, W)
+        if self.augment:
+            h, w = img.shape[1:]
+            img = torch.nn.functional.pad(img, (self.pad,) * 4)
+            top, left = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
+            img = img[:, top : top + h, left : left + w]
+            if torch.rand(()) < 0.5:
+                img = img.flip(-1)
+        return (img - self.mean) / self.std, int(self.labels[i])
+
+    def subset(self, indices: np.ndarray, augment: bool) -> ArrayDataset:
+        """A new dataset over ``indices`` sharing this one's memory layout."""
+        out = ArrayDataset.__new__(ArrayDataset)
+        out.__dict__.update(self.__dict__)
+        out.images, out.labels, out.augment = self.images[indices], self.labels[indices], augment
+        return out
+
+
+# ---------------------------------------------------------------- sources: name -> (train, test, info)
+Source = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, DatasetInfo]
+
+
+def default_data_root() -> Path:
+    """``$KHNET_DATA``, else ``~/.cache/khnet/data``."""
+    return Path(os.environ.get("KHNET_DATA", Path.home() / ".cache" / "khnet" / "data")).expanduser()
+
+
+def _offline() -> bool:
+    return any(os.environ.get(k, "") not in ("", "0") for k in ("KHNET_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def _torchvision_cifar(name: str, root: Path) -> Source:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
+    try:
+        train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
+    except RuntimeError:
+        if _offline():
+            raise DataError(_missing_cifar(name, root, folder, archive, "offline mode is set")) from None
+        try:
+            train = cls(str(root), train=True, download=True)
+            test = cls(str(root), train=False, download=True)
+        except Exception as err:  # no network, a proxy, a partial file: all end the same way
+            raise DataError(_missing_cifar(name, root, folder, archive, f"download failed: {err}")) from None
+    stats = _CIFAR10_STATS if name == "cifar10" else _CIFAR100_STATS
+    info = DatasetInfo(name, 10 if name == "cifar10" else 100, 32, *_scaled(stats), benchmark=name)
+    return train.data, np.asarray(train.targets), test.data, np.asarray(test.targets), info
+
+
+def _missing_cifar(name: str, root: Path, folder: str, archive: str, why: str) -> str:
+    return (
+        f"{name} is not in {root / folder} ({why}); put {archive} from https://www.cs.toronto.edu/~kriz/cifar.html "
+        f"(or its extracted folder) in {root}, or pass --data-dir / set KHNET_DATA"
+    )
+
+
+def _scaled(
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return tuple(m / 255 for m in stats[0]), tuple(s / 255 for s in stats[1])
+
+
+def _imagenet16(root: Path) -> Source:
+    base = root / "ImageNet16" if (root / "ImageNet16").is_dir() else root
+    files = [base / f"train_data_batch_{k}" for k in range(1, 11)] + [base / "val_data"]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise DataError(
+            f"imagenet16-120 batches {', '.join(missing)} not found in {base}; put the benchmark's ImageNet16 "
+            "pickles (train_data_batch_1..10, val_data) there, or pass --data-dir / set KHNET_DATA"
+        )
+
+    def read(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = [], []
+        for path in paths:
+            with path.open("rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            images.append(np.asarray(entry["data"], dtype=np.uint8))
+            labels.append(np.asarray(entry["labels"], dtype=np.int64))
+        x, y = np.concatenate(images), np.concatenate(labels)
+        keep = (y >= 1) & (y <= 120)  # ImageNet16-120 = labels 1..120 of the 1000
+        return x[keep].reshape(-1, 3, 16, 16).transpose(0, 2, 3, 1), y[keep] - 1
+
+    train_x, train_y = read(files[:-1])
+    test_x, test_y = read(files[-1:])
+    info = DatasetInfo("imagenet16-120", 120, 16, *_scaled(_IMAGENET16_STATS), benchmark="imagenet16-120")
+    return train_x, train_y, test_x, test_y, info
+
+
+def _decode(data: bytes, resolution: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        img = img.convert("RGB")
+        if img.size != (resolution, resolution):
+            img = img.resize((resolution, resolution), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def _image_folder(path: Path, resolution: int = 32) -> Source:
+    if not (path / "train").is_dir() or not (path / "test").is_dir():
+        raise DataError(
+            f"imagefolder:{path} needs {path}/train/<class>/* and {path}/test/<class>/*; "
+            "e.g. extract ../shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz and pass imagefolder:<that folder>"
+        )
+    classes = sorted(d.name for d in (path / "train").iterdir() if d.is_dir())
+    if not classes:
+        raise DataError(f"imagefolder:{path}/train has no class folders")
+
+    def read(split: str) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = [], []
+        for label, cls in enumerate(classes):
+            folder = path / split / cls
+            if not folder.is_dir():
+                raise DataError(f"imagefolder:{path}: class folder {folder} is missing (train has {cls!r})")
+            for file in sorted(folder.iterdir()):
+                if file.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+                    images.append(_decode(file.read_bytes(), resolution))
+                    labels.append(label)
+        if not images:
+            raise DataError(f"imagefolder:{path}/{split} holds no images (.jpg, .jpeg, .png, .bmp, .webp)")
+        return np.stack(images), np.asarray(labels)
+
+    train_x, train_y = read("train")
+    test_x, test_y = read("test")
+    is_cifar10 = tuple(classes) == CIFAR10_CLASSES and resolution == 32
+    info = DatasetInfo(
+        f"imagefolder:{path}",
+        len(classes),
+        resolution,
+        *_scaled(_CIFAR10_STATS),
+        benchmark=None,
+        note=(
+            "images from an image folder (if this is the JPEG q75 CIFAR-10 copy, expect 2-3 points below "
+            "the benchmark's CIFAR-10); not NAS-Bench-201's data"
+        )
+        if is_cifar10
+        else "custom image folder; no benchmark comparison",
+    )
+    return train_x, train_y, test_x, test_y, info
+
+
+def _sample() -> Source:
+    with resources.files("khnet").joinpath("_data/cifar10_sample.npz").open("rb") as f:
+        blob = np.load(f)
+        arrays = {k: blob[k] for k in blob.files}
+
+    def decode(split: str) -> np.ndarray:
+        data, offsets = arrays[f"{split}_jpeg"].tobytes(), arrays[f"{split}_offsets"]
+        return np.stack([_decode(data[a:b], 32) for a, b in pairwise(offsets)])
+
+    info = DatasetInfo(
+        "sample",
+        10,
+        32,
+        *_scaled(_CIFAR10_STATS),
+        benchmark=None,
+        note="the shipped 7,000-image sample of the JPEG q75 CIFAR-10 copy; not comparable to NAS-Bench-201",
+    )
+    return decode("train"), arrays["train_labels"], decode("test"), arrays["test_labels"], info
+
+
+_SOURCES: dict[str, Callable[[Path, int], Source]] = {
+    "cifar10": lambda root, res: _torchvision_cifar("cifar10", root),
+    "cifar100": lambda root, res: _torchvision_cifar("cifar100", root),
+    "imagenet16-120": lambda root, res: _imagenet16(root),
+    "sample": lambda root, res: _sample(),
+}
+
+
+def _read_source(name: str, root: Path, resolution: int) -> Source:
+    if name.startswith("imagefolder:"):
+        return _image_folder(Path(name.split(":", 1)[1]).expanduser(), resolution)
+    if name not in _SOURCES:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
+    return _SOURCES[name](root, resolution)
+
+
+_CACHE: dict[tuple[str, str, int], Source] = {}
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    root: str | Path | None = None,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    augment: bool | None = None,
+    resolution: int = 32,
+) -> ArrayDataset:
+    """One split of a dataset, held in memory, with the benchmark's transforms.
+
+    Args:
+        name: ``cifar10``, ``cifar100``, ``imagenet16-120``, ``sample`` or ``imagefolder:PATH``.
+        split: ``train``, ``valid``, ``train+valid`` or ``test``.
+        root: where datasets live or are downloaded to (default ``default_data_root()``).
+        valid_fraction: share of the training images held out as ``valid`` (a seeded, class-blind draw).
+        seed: seed of that draw; the same seed always gives the same split.
+        augment: random crop + flip; default True for training splits only.
+        resolution: pixels of ``imagefolder`` images (others have their own).
+
+    Returns:
+        An ``ArrayDataset``; ``.info`` says classes, resolution and any caveat against the benchmark.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if not 0.0 <= valid_fraction < 1.0:
+        raise DataError(f"valid_fraction={valid_fraction} must be in [0, 1)")
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    key = (name, str(root), resolution)
+    if key not in _CACHE:
+        _CACHE[key] = _read_source(name, root, resolution)
+    train_x, train_y, test_x, test_y, info = _CACHE[key]
+    augment = split in ("train", "train+valid") if augment is None else augment
+    if split == "test":
+        return ArrayDataset(test_x, test_y, info, augment)
+    full = ArrayDataset(train_x, train_y, info, augment)
+    if split == "train+valid":
+        return full
+    order = np.random.default_rng(seed).permutation(len(train_y))
+    n_valid = round(valid_fraction * len(train_y))
+    if split == "valid" and n_valid == 0:
+        raise DataError("the valid split is empty: set valid_fraction > 0")
+    chosen = np.sort(order[:n_valid] if split == "valid" else order[n_valid:])
+    return full.subset(chosen, augment)
+
+
+def default_num_workers() -> int:
+    """Loader worker processes: one core is left for the training loop (0 on a 1-2 core machine)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores <= 2 else min(8, cores - 1)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 256,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader sized for this machine: seeded shuffling, pinned memory only when CUDA is present."""
+    if batch_size < 1:
+        raise DataError(f"batch_size={batch_size} must be at least 1")
+    workers = default_num_workers() if num_workers is None else num_workers
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+    )

@@ -1,0 +1,115 @@
+"""The NAS-Bench-201 candidate ops and the residual reduction block, as plain ``nn.Module``s.
+
+Module names follow the benchmark's reference code (``op.1`` is the conv, ``op.2`` its BatchNorm), so
+state_dict keys match the reference network's. ``OPS`` maps each name in ``OP_NAMES`` to a builder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from khnet.space import OP_NAMES
+
+__all__ = ["OPS", "AvgPool", "Identity", "ReLUConvBN", "ReductionBlock", "Zero", "build_op"]
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> Conv2d(no bias) -> BatchNorm2d, the benchmark's ``nor_conv_kxk``.
+
+    Kept as a Sequential inside ``.op`` so parameters are named ``op.1.weight`` and ``op.2.*``.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_chs, affine=True, track_running_stats=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)  # (B, out_chs, H/stride, W/stride)
+
+
+class AvgPool(nn.Module):
+    """3x3 average pooling, stride 1, padding 1, not counting the padding (``avg_pool_3x3``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.op = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Identity(nn.Module):
+    """``skip_connect``: returns its input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Zero(nn.Module):
+    """``none``: contributes nothing. Cells skip it instead of calling it; calling it gives zeros."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+class ReductionBlock(nn.Module):
+    """The benchmark's residual block between stages (``ResNetBasicblock``, stride 2).
+
+    ``out = downsample(x) + conv_b(conv_a(x))`` with no ReLU after the add; ``downsample`` is
+    AvgPool2d(2, 2) then a bias-free 1x1 conv without BN.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(in_chs, out_chs, 3, stride=2)
+        self.conv_b = ReLUConvBN(out_chs, out_chs, 3)
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
+            nn.Conv2d(in_chs, out_chs, kernel_size=1, stride=1, padding=0, bias=False),
+        )
+        self.out_dim = out_chs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_chs, H, W) -> (B, out_chs, H/2, W/2)
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+def _none(chs: int) -> nn.Module:
+    return Zero()
+
+
+def _skip(chs: int) -> nn.Module:
+    return Identity()
+
+
+def _conv1x1(chs: int) -> nn.Module:
+    return ReLUConvBN(chs, chs, 1)
+
+
+def _conv3x3(chs: int) -> nn.Module:
+    return ReLUConvBN(chs, chs, 3)
+
+
+def _avg_pool(chs: int) -> nn.Module:
+    return AvgPool()
+
+
+OPS: dict[str, Callable[[int], nn.Module]] = {
+    "none": _none,
+    "skip_connect": _skip,
+    "nor_conv_1x1": _conv1x1,
+    "nor_conv_3x3": _conv3x3,
+    "avg_pool_3x3": _avg_pool,
+}
+assert tuple(OPS) == OP_NAMES
+
+
+def build_op(name: str, chs: int) -> nn.Module:
+    """The op ``name`` (one of ``OP_NAMES``) on ``chs`` channels, stride 1."""
+    return OPS[name](chs)
