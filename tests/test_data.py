@@ -1,0 +1,123 @@
+"""Datasets: the shipped sample, splits, the benchmark's transforms, local folders, clear errors."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from khnet import data
+from khnet.data import load_dataset, make_loader
+from khnet.errors import DataError
+
+
+def test_sample_is_class_balanced_real_cifar10():
+    train = load_dataset("sample", "train+valid")
+    test = load_dataset("sample", "test")
+    assert len(train) == 6000 and len(test) == 1000
+    assert np.bincount(train.labels.numpy()).tolist() == [600] * 10
+    assert np.bincount(test.labels.numpy()).tolist() == [100] * 10
+    assert train.images.shape == (6000, 3, 32, 32) and train.images.dtype == torch.uint8
+    mean = train.images.float().mean((0, 2, 3)) / 255  # close to CIFAR-10's published channel means
+    assert torch.allclose(mean, torch.tensor([0.491, 0.482, 0.447]), atol=0.02)
+    assert train.info.num_classes == 10 and train.info.benchmark is None and "JPEG" in train.info.note
+
+
+def test_valid_split_is_fixed_disjoint_and_complete():
+    train, valid = load_dataset("sample", "train", seed=3), load_dataset("sample", "valid", seed=3)
+    assert len(train) + len(valid) == 6000 and len(valid) == 600
+    full = load_dataset("sample", "train+valid").images.flatten(1)
+    key = lambda imgs: {bytes(row.numpy()) for row in imgs.flatten(1)}  # noqa: E731
+    assert key(train.images).isdisjoint(key(valid.images))
+    assert key(train.images) | key(valid.images) == {bytes(row.numpy()) for row in full}
+    again = load_dataset("sample", "valid", seed=3)
+    assert torch.equal(again.images, valid.images)
+    assert not torch.equal(load_dataset("sample", "valid", seed=4).images, valid.images)
+
+
+def test_transforms_normalise_and_augment():
+    test = load_dataset("sample", "test")
+    x, y = test[0]
+    expected = (test.images[0].float() / 255 - torch.tensor(test.info.mean).view(3, 1, 1)) / torch.tensor(
+        test.info.std
+    ).view(3, 1, 1)
+    assert torch.allclose(x, expected, atol=1e-5) and isinstance(y, int)
+    train = load_dataset("sample", "train")
+    assert train.augment and not test.augment
+    torch.manual_seed(0)
+    views = torch.stack([train[0][0] for _ in range(16)])
+    assert views.shape == (16, 3, 32, 32) and views.std(0).mean() > 0.05  # crops/flips differ
+
+
+def test_loader_batches():
+    loader = make_loader(load_dataset("sample", "test"), batch_size=128, num_workers=0)
+    x, y = next(iter(loader))
+    assert x.shape == (128, 3, 32, 32) and y.shape == (128,) and x.dtype == torch.float32
+    with pytest.raises(DataError, match="batch_size=0"):
+        make_loader(load_dataset("sample", "test"), batch_size=0)
+
+
+def test_image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+                    tmp_path / split / cls / f"{k}.png"
+                )
+    train = load_dataset(f"imagefolder:{tmp_path}", "train+valid")
+    test = load_dataset(f"imagefolder:{tmp_path}", "test")
+    assert len(train) == 6 and len(test) == 4 and train.info.num_classes == 2
+    assert train.images.shape[-2:] == (32, 32)  # resized on decode
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_imagenet16_pickles(tmp_path):
+    rng = np.random.default_rng(0)
+    names = [f"train_data_batch_{k}" for k in range(1, 11)] + ["val_data"]
+    for name in names:
+        labels = [1, 120, 121, 500]  # only 1..120 belong to ImageNet16-120
+        with (tmp_path / name).open("wb") as f:
+            pickle.dump({"data": rng.integers(0, 255, (4, 768), dtype=np.uint8), "labels": labels}, f)
+    train = load_dataset("imagenet16-120", "train+valid", root=tmp_path)
+    assert len(train) == 20 and train.images.shape == (20, 3, 16, 16)
+    assert sorted(set(train.labels.tolist())) == [0, 119] and train.info.resolution == 16 and train.pad == 2
+
+
+def test_missing_data_gives_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("KHNET_OFFLINE", "1")
+    with pytest.raises(DataError) as err:
+        load_dataset("cifar10", "train", root=tmp_path)
+    message = str(err.value)
+    assert str(tmp_path) in message and "cifar-10-python.tar.gz" in message and "\n" not in message
+    with pytest.raises(DataError, match="train_data_batch_1"):
+        load_dataset("imagenet16-120", root=tmp_path)
+    with pytest.raises(DataError, match="needs"):
+        load_dataset(f"imagefolder:{tmp_path}")
+    with pytest.raises(DataError, match="unknown dataset 'mnist'"):
+        load_dataset("mnist")
+    with pytest.raises(DataError, match="unknown split"):
+        load_dataset("sample", "val")
+
+
+def test_cifar_from_local_copy(tmp_path, monkeypatch):
+    """A local torchvision-layout CIFAR-10 is read without any download."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+        with (folder / name).open("wb") as f:
+            pickle.dump({"data": rng.integers(0, 255, (2, 3072), dtype=np.uint8), "labels": [1, 2]}, f)
+    with (folder / "batches.meta").open("wb") as f:
+        pickle.dump({"label_names": list(data.CIFAR10_CLASSES)}, f)
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setenv("KHNET_OFFLINE", "1")
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args: True)  # fake batches, other checksums
+    monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
+    train = load_dataset("cifar10", "train+valid", root=tmp_path)
+    assert len(train) == 10 and train.info.benchmark == "cifar10"
