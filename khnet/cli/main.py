@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    except Exception as err:  # click's usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
+    except Exception as err:
+        # Usage errors: Typer raises click's exceptions, or its vendored copy of click in newer releases,
+        # so they are recognised by their interface rather than their class.
+        if callable(getattr(err, "show", None)) and isinstance(getattr(err, "exit_code", None), int):
             err.show()
             return err.exit_code
         if _DEBUG or debug_env:

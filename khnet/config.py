@@ -1,0 +1,99 @@
+"""Configuration dataclasses, with a JSON round trip (``config.json`` beside every saved supernet)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from khnet.errors import KhnetError
+
+__all__ = ["METHODS", "ConfigError", "SupernetConfig"]
+
+METHODS = ("kshot-hypernet", "kshot", "weight-sharing")
+_DEFAULT_KERNELS = {"kshot-hypernet": 64, "kshot": 12, "weight-sharing": 1}
+
+
+class ConfigError(KhnetError, ValueError):
+    """An invalid configuration value."""
+
+
+@dataclass
+class SupernetConfig:
+    """How a supernet is built. Defaults are the paper's (NAS-Bench-201 skeleton, h=32, N=64).
+
+    Attributes:
+        method: ``kshot-hypernet`` (generated K-shot dictionaries, the paper), ``kshot`` (K-shot NAS: stored
+            kernels mixed by a simplex net) or ``weight-sharing`` (one stored kernel per op, SPOS/FairNAS).
+        channels: channels of the first stage (C; stages have C, 2C, 4C).
+        cells_per_stage: searchable cells per stage (the benchmark's N).
+        num_classes: classifier outputs.
+        hidden: width h of the architecture features; z is h x h.
+        num_kernels: size of the kernel dictionary (N in the paper); None = the method's default
+            (64 for kshot-hypernet, 12 for kshot, 1 for weight-sharing).
+        mixer_depth: MLP-Mixer layers in the architecture feature network.
+        mixer_token_hidden: hidden width of the token-mixing MLPs (across the 6 edge tokens).
+        mixer_channel_hidden: hidden width of the channel-mixing MLPs (across h).
+        cab_reduction: bottleneck ratio of the Coefficient Attention Block's shared MLP.
+        simplex_hidden: hidden width of K-shot's simplex net.
+    """
+
+    method: str = "kshot-hypernet"
+    channels: int = 16
+    cells_per_stage: int = 5
+    num_classes: int = 10
+    hidden: int = 32
+    num_kernels: int | None = None
+    mixer_depth: int = 2
+    mixer_token_hidden: int = 24
+    mixer_channel_hidden: int = 64
+    cab_reduction: int = 4
+    simplex_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.num_kernels is None:
+            self.num_kernels = _DEFAULT_KERNELS[self.method]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "method" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{f.name}={value!r} must be a positive integer")
+        if self.method == "weight-sharing" and self.num_kernels != 1:
+            raise ConfigError(f"num_kernels={self.num_kernels}: weight-sharing stores exactly 1 kernel per op")
+        if self.method == "kshot-hypernet" and self.cab_reduction > self.num_kernels:
+            raise ConfigError(
+                f"cab_reduction={self.cab_reduction} exceeds num_kernels={self.num_kernels}; use at most num_kernels"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, JSON-ready."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SupernetConfig:
+        """Build from ``to_dict`` output; unknown keys are an error, missing keys take defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        """Write ``config.json`` atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> SupernetConfig:
+        """Read a config written by ``to_json``."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read supernet config {path}: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a JSON object of config keys")
+        return cls.from_dict(data)

@@ -1,0 +1,300 @@
+"""Where the supernet's searchable conv kernels come from, one module per method.
+
+All three take the architecture encoding alpha (6 edges x 5 ops) and return, per group of equally shaped
+convs, the kernels of the requested layers:
+
+- ``HyperKernels`` (Kshot-Hypernet, Eq. 2-5 of the paper): an MLP-Mixer ``f`` maps alpha to shared features
+  z (h x h) and coefficient features; the Coefficient Attention Block rescales the latter before the softmax
+  that gives lambda (N). Each conv layer i has its own generator g^i: two linear maps A^i (h -> C_in*N) and
+  B^i (h -> C_out*K*K), so the dictionary is w_n = (z A^i_n)^T B^i and W^i = sum_n lambda_n w_n. Linearity gives
+  W^i = (z (sum_n lambda_n A^i_n))^T B^i: the N kernels are never materialised.
+- ``KshotKernels`` (K-shot NAS): N stored kernels per conv, mixed by lambda from a simplex net (an MLP on alpha).
+- ``SharedKernels`` (weight sharing, SPOS/FairNAS): one stored kernel per conv.
+
+A group holds the ``cells_per_stage * 6`` convs of one kernel size in one stage; layer ``l = cell * 6 + edge``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from khnet.config import SupernetConfig
+from khnet.space import NUM_EDGES, OP_NAMES, Arch
+
+__all__ = [
+    "ArchFeatures",
+    "CoefficientAttention",
+    "ConvGroup",
+    "HyperKernels",
+    "KernelSource",
+    "KshotKernels",
+    "MixerBlock",
+    "SharedKernels",
+    "arch_encoding",
+    "build_kernel_source",
+    "conv_groups",
+    "standard_conv_variance",
+]
+
+CONV_OPS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+
+
+def arch_encoding(arch: Arch) -> torch.Tensor:
+    """One-hot alpha (6, 5): edges in canonical order x ops in the benchmark's order."""
+    alpha = torch.zeros(NUM_EDGES, len(OP_NAMES))
+    alpha[torch.arange(NUM_EDGES), torch.tensor(arch.op_ids)] = 1.0
+    return alpha
+
+
+def standard_conv_variance(in_chs: int, kernel_size: int) -> float:
+    """Variance of PyTorch's default Conv2d initialisation (kaiming_uniform, a=sqrt(5)): 1 / (3 fan_in)."""
+    return 1.0 / (3 * in_chs * kernel_size * kernel_size)
+
+
+@dataclass(frozen=True)
+class ConvGroup:
+    """Equally shaped generated convs: one kernel size in one stage.
+
+    Attributes:
+        name: ``s{stage}_k{kernel_size}``.
+        stage: 0, 1 or 2.
+        op: ``nor_conv_1x1`` or ``nor_conv_3x3``.
+        kernel_size: 1 or 3.
+        chs: input = output channels.
+        num_layers: ``cells_per_stage * 6``; layer ``cell * 6 + edge``.
+    """
+
+    name: str
+    stage: int
+    op: str
+    kernel_size: int
+    chs: int
+    num_layers: int
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """One kernel's shape (C_out, C_in, K, K)."""
+        return (self.chs, self.chs, self.kernel_size, self.kernel_size)
+
+
+def conv_groups(config: SupernetConfig) -> list[ConvGroup]:
+    """The six groups of generated convs (3 stages x 2 kernel sizes)."""
+    return [
+        ConvGroup(f"s{stage}_k{k}", stage, op, k, config.channels << stage, config.cells_per_stage * NUM_EDGES)
+        for stage in range(3)
+        for op, k in CONV_OPS.items()
+    ]
+
+
+# ---------------------------------------------------------------- architecture features (MLP-Mixer) and CAB
+class MixerBlock(nn.Module):
+    """One MLP-Mixer layer on (tokens, dim): token mixing across tokens, then channel mixing, pre-norm."""
+
+    def __init__(self, num_tokens: int, dim: int, token_hidden: int, channel_hidden: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.token_mlp = nn.Sequential(
+            nn.Linear(num_tokens, token_hidden), nn.GELU(), nn.Linear(token_hidden, num_tokens)
+        )
+        self.norm2 = nn.LayerNorm(dim)
+        self.channel_mlp = nn.Sequential(nn.Linear(dim, channel_hidden), nn.GELU(), nn.Linear(channel_hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, D) -> (T, D)
+        x = x + self.token_mlp(self.norm1(x).transpose(-1, -2)).transpose(-1, -2)
+        return x + self.channel_mlp(self.norm2(x))
+
+
+class ArchFeatures(nn.Module):
+    """The feature network f: alpha (6, 5) -> shared features z (h, h) and coefficient features (6, N).
+
+    Each edge row of alpha is a token embedded to width h (plus a learned per-edge position), followed by
+    ``depth`` Mixer layers and a LayerNorm. z mixes the 6 tokens into h rows and is normalised to zero mean
+    and unit variance (the conv that follows has BatchNorm, so the scale carries no information).
+    """
+
+    def __init__(self, hidden: int, num_kernels: int, depth: int, token_hidden: int, channel_hidden: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(len(OP_NAMES), hidden)
+        self.position = nn.Parameter(torch.randn(NUM_EDGES, hidden) * 0.02)
+        self.blocks = nn.Sequential(
+            *(MixerBlock(NUM_EDGES, hidden, token_hidden, channel_hidden) for _ in range(depth))
+        )
+        self.norm = nn.LayerNorm(hidden)
+        self.to_z = nn.Linear(NUM_EDGES, hidden)  # across tokens: (h, 6) -> (h, h)
+        self.to_coefficients = nn.Linear(hidden, num_kernels)
+
+    def forward(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.norm(self.blocks(self.embed(alpha) + self.position))  # (6, h)
+        z = self.to_z(tokens.transpose(0, 1))  # (h, h)
+        z = (z - z.mean()) / (z.std() + 1e-5)
+        return z, self.to_coefficients(tokens)  # (h, h), (6, N)
+
+
+class CoefficientAttention(nn.Module):
+    """Coefficient Attention Block: CBAM's channel attention over the N coefficient channels.
+
+    Average- and max-pooled over the 6 tokens, a shared bottleneck MLP, sigmoid, rescale (Fig. 4).
+    """
+
+    def __init__(self, num_kernels: int, reduction: int = 4) -> None:
+        super().__init__()
+        squeezed = max(1, num_kernels // reduction)
+        self.mlp = nn.Sequential(nn.Linear(num_kernels, squeezed), nn.ReLU(), nn.Linear(squeezed, num_kernels))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # (6, N) -> (6, N)
+        attention = torch.sigmoid(self.mlp(features.mean(0)) + self.mlp(features.amax(0)))  # (N,)
+        return features * attention
+
+
+# ---------------------------------------------------------------- kernel sources
+class KernelSource(nn.Module):
+    """Base: ``forward(alpha, layers, uniform)`` -> {group name: kernels (L, C_out, C_in, K, K)}.
+
+    Built from a config (its six groups) or, for analysis, from explicit ``groups``.
+
+    ``layers`` maps a group name to the layer indices wanted (a LongTensor) or None for all of them; groups
+    not in ``layers`` are not computed. ``uniform`` fixes lambda to 1/N (the warm-up of Algorithm 1).
+    """
+
+    groups: dict[str, ConvGroup]
+
+    def coefficients(self, alpha: torch.Tensor, uniform: bool = False) -> torch.Tensor | None:
+        """lambda (N,) for ``alpha``, or None where the method has no dictionary."""
+        return None
+
+
+class HyperKernels(KernelSource):
+    """Kshot-Hypernet: per-layer generators g^i over shared architecture features (see the module doc)."""
+
+    def __init__(self, config: SupernetConfig, groups: list[ConvGroup] | None = None) -> None:
+        super().__init__()
+        h, n = config.hidden, config.num_kernels
+        self.num_kernels, self.hidden = n, h
+        self.groups = {g.name: g for g in (groups if groups is not None else conv_groups(config))}
+        self.features = ArchFeatures(h, n, config.mixer_depth, config.mixer_token_hidden, config.mixer_channel_hidden)
+        self.attention = CoefficientAttention(n, config.cab_reduction)
+        # With z of unit variance and uniform lambda, var(A) = N/h gives z @ A-bar unit variance, and
+        # var(B) = target/h gives kernels of the standard conv initialisation's variance.
+        self.in_maps = nn.ParameterDict(
+            {
+                name: nn.Parameter(torch.randn(n, g.num_layers, h, g.chs) * math.sqrt(n / h))
+                for name, g in self.groups.items()
+            }
+        )  # A: (N, L, h, C_in), dictionary index first so that sum_n lambda_n A_n is one matrix-vector product
+        self.out_maps = nn.ParameterDict(
+            {
+                name: nn.Parameter(
+                    torch.randn(g.num_layers, h, g.chs * g.kernel_size**2)
+                    * math.sqrt(standard_conv_variance(g.chs, g.kernel_size) / h)
+                )
+                for name, g in self.groups.items()
+            }
+        )  # B: (L, h, C_out*K*K)
+
+    def coefficients(self, alpha: torch.Tensor, uniform: bool = False) -> torch.Tensor:
+        return self._mix(self.features(alpha)[1], uniform)
+
+    def _mix(self, coefficient_features: torch.Tensor, uniform: bool) -> torch.Tensor:
+        if uniform:
+            return coefficient_features.new_full((self.num_kernels,), 1.0 / self.num_kernels)
+        return torch.softmax(self.attention(coefficient_features).mean(0), dim=0)  # (N,)
+
+    def forward(
+        self, alpha: torch.Tensor, layers: dict[str, torch.Tensor | None], uniform: bool = False
+    ) -> dict[str, torch.Tensor]:
+        z, coefficient_features = self.features(alpha)  # (h, h), (6, N)
+        lam = self._mix(coefficient_features, uniform)  # (N,)
+        kernels = {}
+        for name, index in layers.items():
+            g = self.groups[name]
+            a, b = self.in_maps[name], self.out_maps[name]  # (N, L, h, C_in), (L, h, C_out*K*K)
+            # sum_n lambda_n A_n for every layer, then pick rows: backward then writes A's gradient once
+            # (lambda outer the rows' gradients) and autograd saves nothing of size N.
+            a_mixed = torch.matmul(lam, a.view(self.num_kernels, -1)).view(g.num_layers, self.hidden, g.chs)
+            if index is not None:
+                a_mixed, b = a_mixed.index_select(0, index), b.index_select(0, index)  # (L_sel, h, C_in)
+            p = torch.matmul(z, a_mixed)  # (L, h, C_in)
+            w = torch.matmul(p.transpose(1, 2), b)  # (L, C_in, C_out*K*K)
+            w = w.view(-1, g.chs, g.chs, g.kernel_size, g.kernel_size).transpose(1, 2)  # (L, C_out, C_in, K, K)
+            kernels[name] = w
+        return kernels
+
+
+class KshotKernels(KernelSource):
+    """K-shot NAS: N stored kernels per conv, W = sum_n lambda_n Theta_n, lambda from a simplex net on alpha."""
+
+    def __init__(self, config: SupernetConfig, groups: list[ConvGroup] | None = None) -> None:
+        super().__init__()
+        n = config.num_kernels
+        self.num_kernels = n
+        self.groups = {g.name: g for g in (groups if groups is not None else conv_groups(config))}
+        self.simplex = nn.Sequential(
+            nn.Flatten(0), nn.Linear(NUM_EDGES * len(OP_NAMES), config.simplex_hidden), nn.ReLU(),
+            nn.Linear(config.simplex_hidden, n),
+        )  # fmt: skip
+        # var(Theta) = N * target, so the uniform mixture starts at the standard conv variance.
+        self.kernels = nn.ParameterDict(
+            {
+                name: nn.Parameter(
+                    torch.randn(n, g.num_layers, *g.shape) * math.sqrt(n * standard_conv_variance(g.chs, g.kernel_size))
+                )
+                for name, g in self.groups.items()
+            }
+        )  # (N, L, C_out, C_in, K, K): dictionary index first, so the mixture is one matrix-vector product
+
+    def coefficients(self, alpha: torch.Tensor, uniform: bool = False) -> torch.Tensor:
+        if uniform:
+            return alpha.new_full((self.num_kernels,), 1.0 / self.num_kernels)
+        return torch.softmax(self.simplex(alpha), dim=0)  # (N,)
+
+    def forward(
+        self, alpha: torch.Tensor, layers: dict[str, torch.Tensor | None], uniform: bool = False
+    ) -> dict[str, torch.Tensor]:
+        lam = self.coefficients(alpha, uniform)
+        kernels = {}
+        for name, index in layers.items():
+            g, theta = self.groups[name], self.kernels[name]
+            mixed = torch.matmul(lam, theta.view(self.num_kernels, -1)).view(g.num_layers, *g.shape)
+            kernels[name] = mixed if index is None else mixed.index_select(0, index)  # (L, C_out, C_in, K, K)
+        return kernels
+
+
+class SharedKernels(KernelSource):
+    """Weight sharing: one stored kernel per conv, the same for every architecture."""
+
+    def __init__(self, config: SupernetConfig, groups: list[ConvGroup] | None = None) -> None:
+        super().__init__()
+        self.groups = {g.name: g for g in (groups if groups is not None else conv_groups(config))}
+        self.kernels = nn.ParameterDict(
+            {
+                name: nn.Parameter(
+                    torch.randn(g.num_layers, *g.shape) * math.sqrt(standard_conv_variance(g.chs, g.kernel_size))
+                )
+                for name, g in self.groups.items()
+            }
+        )  # (L, C_out, C_in, K, K)
+
+    def forward(
+        self, alpha: torch.Tensor, layers: dict[str, torch.Tensor | None], uniform: bool = False
+    ) -> dict[str, torch.Tensor]:
+        return {
+            name: self.kernels[name] if index is None else self.kernels[name].index_select(0, index)
+            for name, index in layers.items()
+        }
+
+
+_SOURCES: dict[str, type[KernelSource]] = {
+    "kshot-hypernet": HyperKernels,
+    "kshot": KshotKernels,
+    "weight-sharing": SharedKernels,
+}
+
+
+def build_kernel_source(config: SupernetConfig) -> KernelSource:
+    """The kernel source of ``config.method``."""
+    return _SOURCES[config.method](config)

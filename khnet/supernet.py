@@ -1,0 +1,229 @@
+"""The supernet over NAS-Bench-201: every op on every edge of every cell, with generated conv kernels.
+
+``SuperNet(config)`` has the benchmark's skeleton (stem, 3 stages of ``cells_per_stage`` cells, two residual
+reduction blocks, BN-ReLU, pooling, classifier). Stem, reductions and classifier are ordinary parameters
+shared by all subnets; each conv op of each edge keeps its own affine BatchNorm; the conv kernels come from
+the method's kernel source (``khnet.hypernet``); ``beta`` (6 x 5, shared by all cells) weighs the ops of the
+full-supernet teacher.
+
+- ``forward(x, arch)``: a single path, only the arch's ops computed, ``none`` skipped.
+- ``forward_teacher(x)``: every op on every edge weighted by softmax(beta) (Eq. 6), kernels generated from
+  alpha = softmax(beta).
+- ``subnet(arch)``: a standalone ``NB201Net`` with the generated kernels baked in.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from khnet.config import SupernetConfig
+from khnet.hypernet import CONV_OPS, arch_encoding, build_kernel_source
+from khnet.network import NB201Net, stage_layout
+from khnet.ops import ReductionBlock
+from khnet.space import EDGES, NUM_EDGES, NUM_NODES, OP_NAMES, Arch
+
+__all__ = ["SuperCell", "SuperEdge", "SuperNet"]
+
+
+class SuperEdge(nn.Module):
+    """The candidate ops of one edge. Conv kernels are passed in; each conv op owns its affine BatchNorm."""
+
+    def __init__(self, chs: int) -> None:
+        super().__init__()
+        self.bn = nn.ModuleDict({op: nn.BatchNorm2d(chs) for op in CONV_OPS})
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor, op: str, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        """``op`` applied to x (B, C, H, W); ``kernel`` (C, C, K, K) for conv ops. Never called for ``none``."""
+        if op == "skip_connect":
+            return x
+        if op == "avg_pool_3x3":
+            return self.pool(x)
+        return self.bn[op](F.conv2d(F.relu(x), kernel, padding=kernel.shape[-1] // 2))
+
+
+class SuperCell(nn.Module):
+    """A searchable cell holding all ops of its six edges (canonical order)."""
+
+    def __init__(self, chs: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(SuperEdge(chs) for _ in range(NUM_EDGES))
+
+    def forward_path(self, x: torch.Tensor, arch: Arch, kernels: list[torch.Tensor | None]) -> torch.Tensor:
+        """Single path: node j = sum of the arch's non-``none`` ops into j; a node with none is zero."""
+        nodes = [x]
+        for j in range(1, NUM_NODES):
+            out = None
+            for e, (dst, src) in enumerate(EDGES):
+                if dst == j and arch.op_ids[e] != 0:
+                    y = self.edges[e](nodes[src], arch.ops[e], kernels[e])
+                    out = y if out is None else out + y
+            nodes.append(torch.zeros_like(x) if out is None else out)
+        return nodes[-1]  # (B, C, H, W)
+
+    def forward_mixed(
+        self, x: torch.Tensor, op_weights: torch.Tensor, kernels: dict[tuple[int, str], torch.Tensor]
+    ) -> torch.Tensor:
+        """Every op on every edge, weighted by ``op_weights`` (6, 5); ``none`` adds nothing."""
+        nodes = [x]
+        for j in range(1, NUM_NODES):
+            out = 0
+            for e, (dst, src) in enumerate(EDGES):
+                if dst != j:
+                    continue
+                for k, op in enumerate(OP_NAMES[1:], start=1):
+                    out = out + op_weights[e, k] * self.edges[e](nodes[src], op, kernels.get((e, op)))
+            nodes.append(out)
+        return nodes[-1]
+
+
+@lru_cache(maxsize=4096)
+def _path_plan(arch: Arch, cells_per_stage: int) -> tuple[dict[str, list[int]], tuple[tuple[int, ...], ...]]:
+    """Layers to generate per group for ``arch``, and for each (cell in stage, edge) its row in that group."""
+    layers: dict[str, list[int]] = {}
+    rows = [[-1] * NUM_EDGES for _ in range(cells_per_stage)]
+    for op, k in CONV_OPS.items():
+        edges = [e for e in range(NUM_EDGES) if arch.ops[e] == op]
+        if not edges:
+            continue
+        for stage in range(3):
+            layers[f"s{stage}_k{k}"] = [c * NUM_EDGES + e for c in range(cells_per_stage) for e in edges]
+        for c in range(cells_per_stage):
+            for r, e in enumerate(edges):
+                rows[c][e] = c * len(edges) + r
+    return layers, tuple(tuple(r) for r in rows)
+
+
+class SuperNet(nn.Module):
+    """The Kshot-Hypernet supernet (or a baseline, by ``config.method``) on the NAS-Bench-201 skeleton.
+
+    Args:
+        config: a ``SupernetConfig``; the defaults are the paper's.
+    """
+
+    def __init__(self, config: SupernetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config if config is not None else SupernetConfig()
+        C, N = config.channels, config.cells_per_stage
+        self.stem = nn.Sequential(nn.Conv2d(3, C, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(C))
+        cells: list[nn.Module] = []
+        self.cell_stage: list[tuple[int, int] | None] = []  # per cell: (stage, index in stage), None for reductions
+        prev, stage, in_stage = C, 0, 0
+        for chs, reduction in stage_layout(C, N):
+            if reduction:
+                cells.append(ReductionBlock(prev, chs))
+                self.cell_stage.append(None)
+                stage, in_stage = stage + 1, 0
+            else:
+                cells.append(SuperCell(chs))
+                self.cell_stage.append((stage, in_stage))
+                in_stage += 1
+            prev = chs
+        self.cells = nn.ModuleList(cells)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(prev), nn.ReLU(inplace=True))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(prev, config.num_classes)
+        self.beta = nn.Parameter(1e-3 * torch.randn(NUM_EDGES, len(OP_NAMES)))  # architecture parameters
+        self.kernels = build_kernel_source(config)
+
+    # ---------------------------------------------------------------- kernels
+    def op_weights(self) -> torch.Tensor:
+        """softmax(beta) per edge (6, 5): the teacher's op weights and its architecture encoding."""
+        return torch.softmax(self.beta, dim=-1)
+
+    def path_kernels(self, arch: Arch, warmup: bool = False) -> list[list[torch.Tensor | None]]:
+        """Generated kernels of ``arch``: per searchable cell (in order), per edge, (C, C, K, K) or None."""
+        layers, rows = _path_plan(arch, self.config.cells_per_stage)
+        device = self.beta.device
+        alpha = arch_encoding(arch).to(device=device, dtype=self.beta.dtype)
+        index = {name: torch.tensor(rows_, device=device) for name, rows_ in layers.items()}
+        generated = self.kernels(alpha, index, uniform=warmup)
+        out = []
+        for slot in self.cell_stage:
+            if slot is None:
+                continue
+            stage, c = slot
+            out.append(
+                [
+                    generated[f"s{stage}_k{CONV_OPS[op]}"][rows[c][e]] if op in CONV_OPS else None
+                    for e, op in enumerate(arch.ops)
+                ]
+            )
+        return out
+
+    # ---------------------------------------------------------------- forward passes
+    def forward(self, x: torch.Tensor, arch: Arch | str | int, warmup: bool = False) -> torch.Tensor:
+        """Logits (B, classes) of the single path ``arch``; ``warmup`` fixes lambda to 1/N."""
+        arch = Arch.coerce(arch)
+        kernels = iter(self.path_kernels(arch, warmup))
+        x = self.stem(x)  # (B, C, H, W)
+        for cell in self.cells:
+            x = cell(x) if isinstance(cell, ReductionBlock) else cell.forward_path(x, arch, next(kernels))
+        return self.classifier(self.global_pooling(self.lastact(x)).flatten(1))  # (B, classes)
+
+    def forward_teacher(self, x: torch.Tensor, warmup: bool = False) -> torch.Tensor:
+        """Logits (B, classes) of the full supernet: all ops mixed by softmax(beta) (Eq. 6)."""
+        op_weights = self.op_weights()  # (6, 5)
+        generated = self.kernels(op_weights, dict.fromkeys(self.kernels.groups), uniform=warmup)
+        x = self.stem(x)
+        for cell, slot in zip(self.cells, self.cell_stage, strict=True):
+            if slot is None:
+                x = cell(x)
+                continue
+            stage, c = slot
+            kernels = {
+                (e, op): generated[f"s{stage}_k{k}"][c * NUM_EDGES + e]
+                for e in range(NUM_EDGES)
+                for op, k in CONV_OPS.items()
+            }
+            x = cell.forward_mixed(x, op_weights, kernels)
+        return self.classifier(self.global_pooling(self.lastact(x)).flatten(1))
+
+    # ---------------------------------------------------------------- deployment
+    @torch.no_grad()
+    def subnet(self, arch: Arch | str | int, warmup: bool = False) -> NB201Net:
+        """A standalone ``NB201Net`` for ``arch`` with the generated kernels and the op BatchNorms baked in.
+
+        In eval mode its logits equal ``forward(x, arch)``. It is returned in this supernet's train/eval mode,
+        on its device.
+        """
+        arch = Arch.coerce(arch)
+        cfg = self.config
+        net = NB201Net(arch, num_classes=cfg.num_classes, C=cfg.channels, N=cfg.cells_per_stage)
+        net.to(device=self.beta.device, dtype=self.beta.dtype)
+        shared = {k: v for k, v in self.state_dict().items() if k.split(".")[0] in ("stem", "lastact", "classifier")}
+        for i, slot in enumerate(self.cell_stage):
+            if slot is None:
+                shared.update({f"cells.{i}.{k}": v for k, v in self.cells[i].state_dict().items()})
+        kernels = iter(self.path_kernels(arch, warmup))
+        for i, slot in enumerate(self.cell_stage):
+            if slot is None:
+                continue
+            for e, (op, kernel) in enumerate(zip(arch.ops, next(kernels), strict=True)):
+                if kernel is None:
+                    continue
+                shared[f"cells.{i}.layers.{e}.op.1.weight"] = kernel
+                for k, v in self.cells[i].edges[e].bn[op].state_dict().items():
+                    shared[f"cells.{i}.layers.{e}.op.2.{k}"] = v
+        net.load_state_dict(shared, strict=True)
+        return net.train(self.training)
+
+    def param_counts(self) -> dict[str, int]:
+        """Parameters per part: shared skeleton, op BatchNorms, kernel source parts, beta."""
+        counts: dict[str, int] = {}
+        for name, p in self.named_parameters():
+            if name.startswith("kernels."):
+                part = "kernels." + name.split(".")[1]
+            elif name == "beta":
+                part = "beta"
+            elif ".edges." in name:
+                part = "op_batchnorms"
+            else:
+                part = "skeleton"  # stem, reduction blocks, lastact, classifier
+            counts[part] = counts.get(part, 0) + p.numel()
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
