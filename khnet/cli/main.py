@@ -11,6 +11,7 @@ import typer
 from khnet import __version__
 from khnet.cli._common import err_console
 from khnet.cli.space import space
+from khnet.cli.train import train
 from khnet.errors import KhnetError
 
 __all__ = ["app", "main"]
@@ -23,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("space")(space)
+app.command("train")(train)
 
 _DEBUG = False
 

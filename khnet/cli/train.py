@@ -1,0 +1,155 @@
+"""``khnet train``: Algorithm 1 on one CPU, one GPU, or many with ``torchrun --nproc-per-node G -m khnet train``."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from khnet.cli._common import err_console, out_console
+from khnet.config import SupernetConfig
+from khnet.train import EpochEvent, StepEvent, StoppedEvent, TrainConfig, train_supernet
+
+__all__ = ["train"]
+
+EXAMPLES = """Examples:
+
+  khnet train --dataset sample --epochs 1 --proxy
+
+  khnet train --dataset cifar10 --method kshot-hypernet -o runs/c10
+
+  khnet train --resume runs/c10
+
+  torchrun --nproc-per-node 4 -m khnet train --dataset cifar100 -o runs/c100
+"""
+
+PROXY = {"channels": 8, "cells_per_stage": 1}
+
+
+def train(
+    dataset: Annotated[
+        str, typer.Option(help="sample, cifar10, cifar100, imagenet16-120 or imagefolder:PATH.")
+    ] = "sample",
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", "-o", help="Run directory (default runs/<method>-<time>).")
+    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory exactly.")] = None,
+    method: Annotated[str, typer.Option(help="kshot-hypernet, kshot or weight-sharing.")] = "kshot-hypernet",
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs (paper: 300); with --resume, a new total.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per step on every rank.")] = 256,
+    lr: Annotated[float, typer.Option(help="Initial learning rate, cosine-decayed per step.")] = 0.2,
+    min_lr: Annotated[float, typer.Option(help="Final learning rate.")] = 0.0,
+    momentum: Annotated[float, typer.Option(help="SGD momentum (Nesterov).")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay of the teacher step.")] = 5e-4,
+    warmup_epochs: Annotated[int, typer.Option(help="Epochs with uniform kernel coefficients.")] = 5,
+    sampler: Annotated[str, typer.Option(help="focus-fair, fairnas or uniform.")] = "focus-fair",
+    tau: Annotated[float, typer.Option(help="Focus-Fair temperature.")] = 1.5,
+    num_subnets: Annotated[int, typer.Option(help="Subnets per step (K).")] = 5,
+    distill: Annotated[
+        bool, typer.Option("--distill/--no-distill", help="Subnets learn the teacher's soft labels.")
+    ] = True,
+    grad_clip: Annotated[float | None, typer.Option(help="Clip the gradient norm (off by default).")] = None,
+    max_steps_per_epoch: Annotated[int | None, typer.Option(help="Cap steps per epoch (quick runs).")] = None,
+    stop_after_epochs: Annotated[int | None, typer.Option(help="Save and stop after this many epochs.")] = None,
+    proxy: Annotated[bool, typer.Option(help="CPU-sized supernet: C=8, one cell per stage.")] = False,
+    channels: Annotated[int | None, typer.Option(help="Channels of the first stage (C).")] = None,
+    cells_per_stage: Annotated[int | None, typer.Option(help="Cells per stage (N).")] = None,
+    hidden: Annotated[int, typer.Option(help="Architecture feature width h.")] = 32,
+    num_kernels: Annotated[int | None, typer.Option(help="Kernel dictionary size N (default per method).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where datasets live (default $KHNET_DATA).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[str, typer.Option(help="auto (bf16 on CUDA), off, bf16 or fp16.")] = "auto",
+    channels_last: Annotated[
+        bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC activations (default per device).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Data loader processes.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of data order, augmentation, init and sampling.")] = 0,
+) -> None:
+    """Train a supernet by Algorithm 1 (teacher + K distilled subnets per batch) into a run directory."""
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if resume is not None:
+        directory, config, model_config = resume, TrainConfig(epochs=epochs) if epochs else None, None
+    else:
+        config = TrainConfig(
+            dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=epochs or 300,
+            batch_size=batch_size, lr=lr, min_lr=min_lr, momentum=momentum, weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs, sampler=sampler, tau=tau, num_subnets=num_subnets, distill=distill,
+            grad_clip=grad_clip, max_steps_per_epoch=max_steps_per_epoch, seed=seed, device=device,
+            channels_last=channels_last, amp=amp, num_workers=workers,
+        )  # fmt: skip
+        shape = {**(PROXY if proxy else {})}
+        shape.update({k: v for k, v in (("channels", channels), ("cells_per_stage", cells_per_stage)) if v is not None})
+        model_config = SupernetConfig(method=method, hidden=hidden, num_kernels=num_kernels, **shape)
+        directory = run_dir or Path("runs") / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    events = train_supernet(
+        directory, config, model_config, resume=resume is not None, stop_after_epochs=stop_after_epochs
+    )
+    if not rank0:
+        for _ in events:
+            pass
+        return
+    _render(events, directory)
+
+
+def _render(events, directory: Path) -> None:
+    progress = Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("teacher {task.fields[lt]:.3f}  subnets {task.fields[ls]:.3f}  lr {task.fields[lr]:.4f}"),
+        TextColumn("{task.fields[ips]:.0f} img/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+    epochs: list[EpochEvent] = []
+    task = None
+    with progress:
+        for event in events:
+            if isinstance(event, StepEvent):
+                if task is None:
+                    task = progress.add_task(
+                        "", total=event.steps_per_epoch, epoch=event.epoch + 1, lt=0, ls=0, lr=0, ips=0
+                    )
+                progress.update(
+                    task, completed=event.step, epoch=event.epoch + 1, lt=event.loss_teacher, ls=event.loss_subnets,
+                    lr=event.lr, ips=event.images_per_s,
+                )  # fmt: skip
+            elif isinstance(event, EpochEvent):
+                epochs.append(event)
+                if task is not None:
+                    progress.remove_task(task)
+                    task = None
+                progress.console.print(
+                    f"epoch {event.epoch}/{event.epochs}: teacher loss {event.loss_teacher:.4f} "
+                    f"(train acc {event.acc_teacher:.1f}%), subnet loss {event.loss_subnets:.4f}, "
+                    f"{event.seconds:.1f} s, {event.images_per_s:.0f} img/s; saved {event.checkpoint}",
+                    highlight=False,
+                )
+            elif isinstance(event, StoppedEvent):
+                progress.console.print(
+                    f"stopped at epoch {event.epoch + 1} step {event.step} ({event.reason}); everything is saved. "
+                    f"Continue with: khnet train --resume {event.run_dir}",
+                    highlight=False,
+                )
+    if epochs:
+        table = Table(title=f"Training summary: {directory}", title_justify="left")
+        for column in ("epoch", "teacher loss", "teacher train acc %", "subnet loss", "seconds", "img/s"):
+            table.add_column(column, justify="right")
+        for e in epochs:
+            table.add_row(
+                str(e.epoch), f"{e.loss_teacher:.4f}", f"{e.acc_teacher:.1f}", f"{e.loss_subnets:.4f}",
+                f"{e.seconds:.1f}", f"{e.images_per_s:.0f}",
+            )  # fmt: skip
+        out_console.print(table)
+
+
+train.__doc__ = f"{train.__doc__}\n\n{EXAMPLES}"

@@ -1,0 +1,621 @@
+"""Supernet training by Algorithm 1 of the paper: a full-supernet teacher, K distilled subnets per batch.
+
+One iteration (``train_step``):
+  a. the teacher (all ops mixed by softmax(beta)) on the batch, cross-entropy with the labels, backward,
+     an optimizer step WITH weight decay (weights and beta); its detached logits become soft labels;
+  b. K subnets drawn by the sampler, each on the same batch with soft-target cross-entropy (or the labels
+     with ``distill=False``), gradients accumulated;
+  c. one optimizer step WITHOUT weight decay.
+Weight decay never touches BatchNorm parameters or biases. During the first ``warmup_epochs`` the kernel
+coefficients lambda are fixed to 1/N.
+
+``train_supernet`` drives the iterations over epochs, writes the run directory and yields events for a UI.
+Under ``torchrun`` every rank sees the same batch and draws its own K subnets (K * world_size subnets per
+step); gradients are averaged across ranks and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from khnet import __version__
+from khnet.checkpoint import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    save_supernet,
+    state_hash,
+    write_json,
+)
+from khnet.config import ConfigError, SupernetConfig
+from khnet.data import load_dataset
+from khnet.errors import KhnetError
+from khnet.samplers import SAMPLERS, draw_archs
+from khnet.supernet import SuperNet
+
+__all__ = [
+    "EpochEvent",
+    "StepEvent",
+    "StoppedEvent",
+    "TrainConfig",
+    "TrainingDiverged",
+    "build_optimizer",
+    "train_step",
+    "train_supernet",
+]
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.csv"
+METRIC_FIELDS = ("epoch", "step", "global_step", "lr", "loss_teacher", "loss_subnets", "acc_teacher", "images_per_s")
+
+
+class TrainingDiverged(KhnetError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """How a supernet is trained. Defaults are the paper's (Section 4, Algorithm 1).
+
+    Attributes:
+        dataset: a name for ``khnet.data.load_dataset`` (``sample``, ``cifar10``, ``imagefolder:PATH``, ...).
+        data_dir: where datasets live (default ``$KHNET_DATA`` or ``~/.cache/khnet/data``).
+        epochs: training epochs (E).
+        batch_size: images per step (on every rank).
+        lr: initial learning rate, cosine-decayed per step to ``min_lr``.
+        min_lr: final learning rate.
+        momentum, nesterov: SGD momentum.
+        weight_decay: L2 on conv/linear weights and beta, teacher step only.
+        warmup_epochs: epochs with lambda fixed to 1/N (E_w).
+        sampler: ``focus-fair``, ``fairnas`` or ``uniform``.
+        tau: Focus-Fair temperature.
+        num_subnets: subnets per step (K).
+        distill: subnets learn the teacher's soft labels (True) or the true labels (False, Table 3 ablation).
+        grad_clip: max gradient norm per step, or None for no clipping (the paper does not clip).
+        valid_fraction: share of the training images held out for validation (never trained on).
+        max_steps_per_epoch: cap on steps per epoch (quick experiments), or None for full epochs.
+        seed: seeds data order, augmentation, initialisation and sampling.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        channels_last: NHWC activations; None picks the faster per device (measured: see docs/performance.md).
+        amp: ``auto`` (bf16 on CUDA, off on CPU), ``off``, ``bf16`` or ``fp16``.
+        num_workers: loader processes, None for the machine's default.
+    """
+
+    dataset: str = "sample"
+    data_dir: str | None = None
+    epochs: int = 300
+    batch_size: int = 256
+    lr: float = 0.2
+    min_lr: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 5
+    sampler: str = "focus-fair"
+    tau: float = 1.5
+    num_subnets: int = 5
+    distill: bool = True
+    grad_clip: float | None = None
+    valid_fraction: float = 0.1
+    max_steps_per_epoch: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool | None = None
+    amp: str = "auto"
+    num_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "num_subnets")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a positive integer")
+        if not (self.lr > 0 and self.min_lr >= 0 and self.weight_decay >= 0 and self.tau > 0):
+            raise ConfigError(
+                f"lr={self.lr}, min_lr={self.min_lr}, weight_decay={self.weight_decay}, tau={self.tau}: "
+                "lr and tau must be positive, min_lr and weight_decay non-negative"
+            )
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be >= 0")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+        if self.sampler != "uniform" and self.num_subnets > 5:
+            raise ConfigError(f"num_subnets={self.num_subnets}: fair samplers draw at most 5 (one per op)")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ConfigError(f"amp={self.amp!r}; choose auto, off, bf16 or fp16")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(f"max_steps_per_epoch={self.max_steps_per_epoch} must be positive or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, JSON-ready."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from ``to_dict`` output; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown train config key(s) {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class StepEvent:
+    """One finished iteration. Losses are per image; ``lr`` is the rate used for this step."""
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    global_step: int
+    lr: float
+    loss_teacher: float
+    loss_subnets: float
+    acc_teacher: float
+    images_per_s: float
+
+
+@dataclass
+class EpochEvent:
+    """One finished epoch: means over its steps, wall time in seconds, the checkpoint written ('' on ranks
+    other than 0) and a hash of the weights (equal on every rank of a DDP run)."""
+
+    epoch: int
+    epochs: int
+    loss_teacher: float
+    loss_subnets: float
+    acc_teacher: float
+    seconds: float
+    images_per_s: float
+    checkpoint: str
+    weights_hash: str
+
+
+@dataclass
+class StoppedEvent:
+    """The run stopped early (signal or ``stop_after``) with everything saved; resume continues it."""
+
+    epoch: int
+    step: int
+    reason: str
+    run_dir: str
+
+
+@dataclass
+class _RunState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed in the current epoch
+    global_step: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)  # metrics not yet written
+
+
+# ---------------------------------------------------------------- the optimizer and one iteration
+def build_optimizer(model: SuperNet, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with two parameter groups: ``decay`` (conv/linear weights, generators, beta) and ``no_decay``
+    (BatchNorm and LayerNorm parameters, biases). ``base_weight_decay`` remembers the teacher-step value."""
+    decay, no_decay = [], []
+    norm_params = {
+        id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for p in m.parameters()
+    }
+    for name, p in model.named_parameters():
+        (no_decay if id(p) in norm_params or name.endswith(".bias") else decay).append(p)
+    groups = [
+        {"params": decay, "base_weight_decay": config.weight_decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "base_weight_decay": 0.0, "weight_decay": 0.0},
+    ]
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def _soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    return -(soft_targets * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+
+
+def train_step(
+    model: SuperNet,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator,
+    config: TrainConfig,
+    warmup: bool,
+    sync: _GradSync | None = None,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[float, float, float]:
+    """One iteration of Algorithm 1; returns (teacher loss, mean subnet loss, teacher batch accuracy)."""
+    autocast = torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+
+    # a. teacher: the full supernet on the labels, a step with weight decay (weights and beta)
+    with autocast:
+        teacher_logits = model.forward_teacher(x, warmup=warmup)
+        loss_teacher = F.cross_entropy(teacher_logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    _backward(loss_teacher, scaler)
+    _optimizer_step(model, optimizer, config, sync, scaler, weight_decay=True)
+    soft_labels = teacher_logits.detach().float().softmax(-1)
+
+    # b. K subnets from the sampler, on the soft labels (or the true labels without distillation)
+    archs = draw_archs(config.sampler, model.beta.detach(), generator, config.num_subnets, config.tau)
+    optimizer.zero_grad(set_to_none=True)
+    loss_subnets = 0.0
+    for arch in archs:
+        with autocast:
+            logits = model(x, arch, warmup=warmup)
+            loss = _soft_cross_entropy(logits, soft_labels) if config.distill else F.cross_entropy(logits.float(), y)
+        _backward(loss, scaler)  # gradients of the K subnets accumulate
+        loss_subnets += loss.item() / len(archs)
+
+    # c. one step without weight decay
+    _optimizer_step(model, optimizer, config, sync, scaler, weight_decay=False)
+    if sync is not None:
+        sync.buffers(model)
+    accuracy = (teacher_logits.detach().argmax(-1) == y).float().mean().item() * 100
+    return loss_teacher.item(), loss_subnets, accuracy
+
+
+def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"loss is {loss.item()}")
+    (scaler.scale(loss) if scaler else loss).backward()
+
+
+def _optimizer_step(model, optimizer, config, sync, scaler, weight_decay: bool) -> None:
+    for group in optimizer.param_groups:
+        group["weight_decay"] = group["base_weight_decay"] if weight_decay else 0.0
+    if scaler:
+        scaler.unscale_(optimizer)
+    if sync is not None:
+        sync(model)
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+class _GradSync:
+    """Average gradients over ranks. A gradient that is None on every rank stays None (as with one process);
+    one that exists somewhere is averaged with zeros from the ranks that did not compute it."""
+
+    def __init__(self, world_size: int) -> None:
+        self.world_size = world_size
+
+    def __call__(self, model: nn.Module) -> None:
+        import torch.distributed as dist
+
+        params = list(model.parameters())
+        present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+        dist.all_reduce(present)
+        used = [p for p, flag in zip(params, present.tolist(), strict=True) if flag > 0]
+        for p in used:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if not used:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in used])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p in used:
+            n = p.numel()
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+            offset += n
+
+    def buffers(self, model: nn.Module) -> None:
+        """Average the BatchNorm running statistics over ranks (each rank ran other subnets) and take the
+        largest batch counters, so every rank holds the same state after every step."""
+        import torch.distributed as dist
+
+        floats = [b for b in model.buffers() if b.is_floating_point()]
+        counters = [b for b in model.buffers() if not b.is_floating_point()]
+        if floats:
+            flat = torch.cat([b.reshape(-1) for b in floats])
+            dist.all_reduce(flat)
+            flat /= self.world_size
+            offset = 0
+            for b in floats:
+                b.copy_(flat[offset : offset + b.numel()].view_as(b))
+                offset += b.numel()
+        if counters:
+            stacked = torch.stack([b.reshape(()) for b in counters])
+            dist.all_reduce(stacked, op=dist.ReduceOp.MAX)
+            for b, value in zip(counters, stacked, strict=True):
+                b.fill_(value)
+
+
+# ---------------------------------------------------------------- devices and run-time choices
+def _resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise KhnetError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    mode = config.amp
+    if mode == "auto":
+        mode = "bf16" if device.type == "cuda" else "off"
+    if mode != "off" and device.type != "cuda":
+        log.warning("amp=%s is only used on CUDA; training in float32 on %s", mode, device)
+        return None
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def _channels_last(config: TrainConfig, device: torch.device) -> bool:
+    # Defaults from benchmarks/train_throughput.py (docs/performance.md): faster on CUDA, not on this CPU.
+    return config.channels_last if config.channels_last is not None else device.type == "cuda"
+
+
+@contextmanager
+def _stop_on_signals(flag: dict[str, str | None]) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``flag['reason']``; the loop saves and stops after the current step."""
+    if not threading_main():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        flag["reason"] = signal.Signals(signum).name
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def threading_main() -> bool:
+    """True in the main thread (the only one that may install signal handlers)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# ---------------------------------------------------------------- the run
+def _epoch_batches(dataset, config: TrainConfig, epoch: int, start_step: int, steps: int, pin: bool):
+    """The batches of ``epoch`` from ``start_step`` on: order fixed by (seed, epoch), so a resumed epoch
+    continues with exactly the batches it had left."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+    order = order[start_step * config.batch_size : steps * config.batch_size]
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, order.tolist()),
+        batch_size=config.batch_size,
+        shuffle=False,
+        drop_last=True,
+        num_workers=config.num_workers if config.num_workers is not None else 0,
+        pin_memory=pin,
+        generator=torch.Generator().manual_seed(config.seed * 7919 + epoch * 131 + start_step),
+    )
+    return loader
+
+
+def _lr_at(config: TrainConfig, global_step: int, total_steps: int) -> float:
+    progress = min(1.0, global_step / max(1, total_steps))
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    path = run_dir / METRICS_FILE
+    old = path.read_text() if path.is_file() else ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    if not old:
+        writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda tmp: tmp.write_text(old + out.getvalue()))
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"sampler": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def train_supernet(
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    model_config: SupernetConfig | None = None,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+) -> Iterator[StepEvent | EpochEvent | StoppedEvent]:
+    """Train a supernet by Algorithm 1 into ``run_dir``, yielding an event per step and per epoch.
+
+    The run directory gets ``config.json``, ``metrics.csv`` (one row per step), ``model.safetensors`` (the
+    supernet with beta) and ``checkpoint.pt``, all written atomically at the end of every epoch and when
+    SIGINT/SIGTERM arrives (after the current step). ``resume=True`` continues from the checkpoint exactly.
+
+    Args:
+        run_dir: the run directory (created if missing).
+        config: training settings; ignored on resume (the run's own are used, ``epochs`` may be raised).
+        model_config: the supernet to build; ignored on resume.
+        resume: continue the run in ``run_dir``.
+        stop_after_epochs: save and stop after this many epochs in this call (to fit a session).
+    """
+    import torch.distributed as dist
+
+    run_dir = Path(run_dir)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        try:
+            saved = checkpoint["config"]
+            model_config = SupernetConfig.from_dict(saved["model"])
+            train_dict = saved["train"]
+            if config is not None and config.epochs > train_dict["epochs"]:
+                train_dict = {**train_dict, "epochs": config.epochs}
+            config = TrainConfig.from_dict(train_dict)
+        except (KeyError, TypeError, ConfigError) as err:
+            raise CheckpointError(f"checkpoint in {run_dir} does not hold a khnet run config ({err})") from None
+    else:
+        config = config or TrainConfig()
+        model_config = model_config or SupernetConfig()
+        if (run_dir / CHECKPOINT_FILE).exists():
+            raise KhnetError(
+                f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new directory"
+            )
+
+    device = _resolve_device(config.device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    sync = _GradSync(world_size) if world_size > 1 else None
+
+    torch.manual_seed(config.seed)  # the same on every rank: same initialisation, same augmented batches
+    train_set = load_dataset(
+        config.dataset, "train", root=config.data_dir, valid_fraction=config.valid_fraction, seed=config.seed
+    )
+    if train_set.info.num_classes != model_config.num_classes:
+        model_config = SupernetConfig.from_dict({**model_config.to_dict(), "num_classes": train_set.info.num_classes})
+    steps_per_epoch = len(train_set) // config.batch_size
+    if steps_per_epoch == 0:
+        raise KhnetError(f"batch_size={config.batch_size} exceeds the {len(train_set)} training images; lower it")
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    total_steps = steps_per_epoch * config.epochs
+
+    model = SuperNet(model_config).to(device)
+    memory_format = torch.channels_last if _channels_last(config, device) else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = build_optimizer(model, config)
+    amp_dtype = _amp_dtype(config, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + rank)  # each rank its own subnets
+    state = _RunState()
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            generator.set_state(checkpoint["rng"]["sampler"] if world_size == 1 else checkpoint["rng_ranks"][rank])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        except (KeyError, RuntimeError, ValueError, IndexError) as err:
+            raise CheckpointError(f"checkpoint in {run_dir} does not match this run: {err}") from None
+        state.epoch, state.step, state.global_step = checkpoint["epoch"], checkpoint["step"], checkpoint["global_step"]
+    elif world_size > 1:
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+    is_writer = rank == 0
+    run_config = {"model": model_config.to_dict(), "train": config.to_dict()}
+    extra = {
+        "train": config.to_dict(),
+        "dataset": {"name": train_set.info.name, "note": train_set.info.note, "benchmark": train_set.info.benchmark},
+        "khnet_version": __version__,
+    }
+
+    def save(reason: str) -> str:
+        if world_size > 1:  # every rank's sampler state, so a resumed DDP run draws what it would have
+            states = [None] * world_size
+            dist.all_gather_object(states, generator.get_state())
+        else:
+            states = None
+        if not is_writer:
+            return ""
+        save_supernet(model, run_dir, extra={**extra, "progress": {"epoch": state.epoch, "step": state.step}})
+        if state.rows:
+            _write_metrics(run_dir, state.rows)
+            state.rows.clear()
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": _rng_state(generator),
+            "epoch": state.epoch,
+            "step": state.step,
+            "global_step": state.global_step,
+            "config": run_config,
+            "reason": reason,
+        }
+        if states is not None:
+            ckpt["rng_ranks"] = states
+        save_checkpoint(run_dir / CHECKPOINT_FILE, ckpt)
+        return str(run_dir / CHECKPOINT_FILE)
+
+    if is_writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / CONFIG_FILE, {**run_config, **extra})
+
+    stop: dict[str, str | None] = {"reason": None}
+    epochs_this_call = 0
+    pin = device.type == "cuda"
+    with _stop_on_signals(stop):
+        while state.epoch < config.epochs:
+            model.train()
+            warmup = state.epoch < config.warmup_epochs
+            sums, seen, started = [0.0, 0.0, 0.0], 0, time.perf_counter()
+            for x, y in _epoch_batches(train_set, config, state.epoch, state.step, steps_per_epoch, pin):
+                step_start = time.perf_counter()
+                x = x.to(device, non_blocking=True, memory_format=memory_format)
+                y = y.to(device, non_blocking=True)
+                lr = _lr_at(config, state.global_step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                try:
+                    losses = train_step(model, optimizer, x, y, generator, config, warmup, sync, amp_dtype, scaler)
+                except TrainingDiverged as err:
+                    raise TrainingDiverged(
+                        f"{err} at epoch {state.epoch + 1} step {state.step + 1}; stopped, the last good checkpoint "
+                        f"in {run_dir} is kept; lower --lr or set --grad-clip, then --resume {run_dir}"
+                    ) from None
+                state.step += 1
+                state.global_step += 1
+                sums = [s + v for s, v in zip(sums, losses, strict=True)]
+                seen += 1
+                images_per_s = x.shape[0] / max(1e-9, time.perf_counter() - step_start)
+                event = StepEvent(
+                    state.epoch, state.step, steps_per_epoch, state.global_step, lr, *losses, images_per_s
+                )
+                state.rows.append({k: getattr(event, k) for k in METRIC_FIELDS})
+                yield event
+                if world_size > 1:  # any rank's signal stops all of them at the same step
+                    flag = torch.tensor([stop["reason"] is not None], dtype=torch.float32, device=device)
+                    dist.all_reduce(flag)
+                    if flag.item() > 0 and stop["reason"] is None:
+                        stop["reason"] = "signal on another rank"
+                if stop["reason"] is not None and state.step < steps_per_epoch:
+                    save(stop["reason"])
+                    yield StoppedEvent(state.epoch, state.step, stop["reason"], str(run_dir))
+                    return
+            seconds = time.perf_counter() - started
+            state.epoch, state.step = state.epoch + 1, 0
+            epochs_this_call += 1
+            path = save("epoch")
+            means = [s / max(1, seen) for s in sums]
+            yield EpochEvent(
+                state.epoch, config.epochs, *means, seconds, seen * config.batch_size / max(seconds, 1e-9), path,
+                state_hash(model.state_dict()),
+            )  # fmt: skip
+            asked_to_stop = stop["reason"] is not None or (stop_after_epochs and epochs_this_call >= stop_after_epochs)
+            if asked_to_stop and state.epoch < config.epochs:
+                yield StoppedEvent(state.epoch, 0, stop["reason"] or "stop_after_epochs", str(run_dir))
+                return
+    log.info("finished %d epochs in %s", config.epochs, run_dir)

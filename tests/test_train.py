@@ -1,0 +1,208 @@
+"""Training: files of a run, exact resume, divergence, bad checkpoints, weight decay, 2-process DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from khnet.checkpoint import CheckpointError, load_supernet, state_hash
+from khnet.cli.main import main
+from khnet.config import SupernetConfig
+from khnet.errors import KhnetError
+from khnet.supernet import SuperNet
+from khnet.train import (
+    EpochEvent,
+    StepEvent,
+    StoppedEvent,
+    TrainConfig,
+    TrainingDiverged,
+    _optimizer_step,
+    build_optimizer,
+    train_step,
+    train_supernet,
+)
+
+TINY_MODEL = SupernetConfig(channels=4, cells_per_stage=1, hidden=8, mixer_token_hidden=8, mixer_channel_hidden=16)
+
+
+def tiny_train(**kw) -> TrainConfig:
+    base = {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 3, "warmup_epochs": 1, "lr": 0.05, "device": "cpu"}
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_supernet(run_dir).state_dict()
+
+
+def test_one_epoch_run_writes_everything(tmp_path):
+    events = list(train_supernet(tmp_path / "run", tiny_train(epochs=1), TINY_MODEL))
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert len(steps) == 3 and len(epochs) == 1 and steps[0].lr == pytest.approx(0.05)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.csv", "model.safetensors", "checkpoint.pt"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["channels"] == 4 and config["train"]["epochs"] == 1 and "JPEG" in config["dataset"]["note"]
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    model = load_supernet(run)
+    assert isinstance(model, SuperNet) and model.beta.shape == (6, 5)
+    assert all(torch.isfinite(torch.tensor([s.loss_teacher, s.loss_subnets])).all() for s in steps)
+
+
+def test_resume_at_epoch_boundary_is_bitwise(tmp_path):
+    list(train_supernet(tmp_path / "straight", tiny_train(), TINY_MODEL))
+    events = list(train_supernet(tmp_path / "split", tiny_train(), TINY_MODEL, stop_after_epochs=1))
+    assert isinstance(events[-1], StoppedEvent)
+    list(train_supernet(tmp_path / "split", resume=True))
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [list(csv.DictReader((tmp_path / d / "metrics.csv").open())) for d in ("straight", "split")]
+    assert [(r["global_step"], r["loss_teacher"]) for r in rows[0]] == [
+        (r["global_step"], r["loss_teacher"]) for r in rows[1]
+    ]
+
+
+def test_sigterm_mid_epoch_saves_and_resumes_exactly(tmp_path):
+    list(train_supernet(tmp_path / "straight", tiny_train(), TINY_MODEL))
+    events = []
+    for event in train_supernet(tmp_path / "split", tiny_train(), TINY_MODEL):
+        events.append(event)
+        if isinstance(event, StepEvent) and event.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert isinstance(events[-1], StoppedEvent) and events[-1].reason == "SIGTERM" and events[-1].step == 2
+    list(train_supernet(tmp_path / "split", resume=True))
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(list(csv.DictReader((tmp_path / "split" / "metrics.csv").open()))) == 6  # nothing lost or doubled
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    list(train_supernet(run, tiny_train(), TINY_MODEL, stop_after_epochs=1))
+    good = state_hash(weights(run))
+    original = SuperNet.forward_teacher
+    monkeypatch.setattr(SuperNet, "forward_teacher", lambda self, x, warmup=False: original(self, x) * float("nan"))
+    with pytest.raises(TrainingDiverged, match=r"epoch 2 step 1.*last good checkpoint"):
+        list(train_supernet(run, resume=True))
+    assert state_hash(weights(run)) == good
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_bad_checkpoints_and_directories(tmp_path):
+    run = tmp_path / "run"
+    list(train_supernet(run, tiny_train(epochs=1), TINY_MODEL))
+    with pytest.raises(KhnetError, match="already holds a run"):
+        list(train_supernet(run, tiny_train(), TINY_MODEL))
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        list(train_supernet(tmp_path / "nothing", resume=True))
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["config"]["model"]["channels"] = 8
+    torch.save(ckpt, run / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="does not match"):
+        list(train_supernet(run, tiny_train(epochs=3), resume=True))
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        list(train_supernet(run, resume=True))
+    (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_supernet(run)
+
+
+def test_weight_decay_only_in_teacher_step_and_never_on_bn_or_bias():
+    model = SuperNet(TINY_MODEL)
+    config = TrainConfig(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.5)
+    optimizer = build_optimizer(model, config)
+    decay, no_decay = ({id(p) for p in g["params"]} for g in optimizer.param_groups)
+    norm_names = {
+        f"{module_name}.{param_name}"
+        for module_name, module in model.named_modules()
+        if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.LayerNorm))
+        for param_name, _ in module.named_parameters(recurse=False)
+    }
+    assert any(".conv_a.op.2." in n for n in norm_names) and any(".edges.0.bn." in n for n in norm_names)
+    for name, p in model.named_parameters():
+        assert (id(p) in no_decay) == (name in norm_names or name.endswith(".bias")), name
+    assert id(model.beta) in decay
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _optimizer_step(model, optimizer, config, None, None, weight_decay=False)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    _optimizer_step(model, optimizer, config, None, None, weight_decay=True)
+    for n, p in model.named_parameters():
+        expected = before[n] * (1 - 0.1 * 0.5) if id(p) in decay else before[n]
+        assert torch.allclose(p, expected), n
+
+
+@pytest.mark.parametrize("distill", [True, False])
+def test_train_step_both_distillation_modes(distill):
+    torch.manual_seed(0)
+    model = SuperNet(TINY_MODEL)
+    config = TrainConfig(distill=distill)
+    optimizer = build_optimizer(model, config)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    beta = model.beta.detach().clone()
+    lt, ls, acc = train_step(model, optimizer, x, y, torch.Generator().manual_seed(0), config, warmup=False)
+    assert all(map(lambda v: v == v and abs(v) < 1e3, (lt, ls))) and 0 <= acc <= 100
+    assert not torch.equal(beta, model.beta)  # the teacher step moved beta
+
+
+def _ddp_worker(rank: int, world: int, port: int, run_dir: str, out_dir: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    import torch.distributed as dist
+
+    import khnet.train as train_module
+
+    drawn, original = [], train_module.draw_archs
+
+    def spy(*args, **kwargs):
+        archs = original(*args, **kwargs)
+        drawn.append([str(a) for a in archs])
+        return archs
+
+    train_module.draw_archs = spy
+    hashes = [e.weights_hash for e in train_supernet(run_dir, tiny_train(), TINY_MODEL) if isinstance(e, EpochEvent)]
+    gathered = [None] * world
+    dist.all_gather_object(gathered, {"hashes": hashes, "drawn": drawn})
+    if rank == 0:
+        with open(os.path.join(out_dir, "result.json"), "w") as f:
+            json.dump(gathered, f)
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_stay_in_sync(tmp_path):
+    run_dir = tmp_path / "ddp"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(run_dir), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = json.loads((tmp_path / "result.json").read_text())
+    assert len(rank0["hashes"]) == 2 and rank0["hashes"] == rank1["hashes"]  # identical weights after every epoch
+    assert rank0["hashes"][-1] == state_hash(weights(run_dir))
+    assert rank0["drawn"] != rank1["drawn"]  # each rank trains its own subnets on the same batch
+    assert len(list(csv.DictReader((run_dir / "metrics.csv").open()))) == 6  # written once, by rank 0
+
+
+def test_cli_train_end_to_end(tmp_path, capsys):
+    code = main(["train", "--dataset", "sample", "--epochs", "1", "--proxy", "--max-steps-per-epoch", "2",
+                 "--batch-size", "32", "--device", "cpu", "-o", str(tmp_path / "run")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Training summary" in out and "epoch 1/1" in err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["channels"] == 8
+    code = main(["train", "--resume", str(tmp_path / "nowhere")])
+    assert code == 2 and "no checkpoint" in capsys.readouterr().err
