@@ -181,10 +181,11 @@ class HyperKernels(KernelSource):
         # var(B) = target/h gives kernels of the standard conv initialisation's variance.
         self.in_maps = nn.ParameterDict(
             {
-                name: nn.Parameter(torch.randn(n, g.num_layers, h, g.chs) * math.sqrt(n / h))
+                name: nn.Parameter(torch.randn(n, g.num_layers, h * g.chs) * math.sqrt(n / h))
                 for name, g in self.groups.items()
             }
-        )  # A: (N, L, h, C_in), dictionary index first so that sum_n lambda_n A_n is one matrix-vector product
+        )  # A: (N, L, h*C_in): dictionary index first, so sum_n lambda_n A_n is one matrix-vector product; 3-D,
+        # so that model.to(memory_format=torch.channels_last) leaves it contiguous
         self.out_maps = nn.ParameterDict(
             {
                 name: nn.Parameter(
@@ -211,7 +212,7 @@ class HyperKernels(KernelSource):
         kernels = {}
         for name, index in layers.items():
             g = self.groups[name]
-            a, b = self.in_maps[name], self.out_maps[name]  # (N, L, h, C_in), (L, h, C_out*K*K)
+            a, b = self.in_maps[name], self.out_maps[name]  # (N, L, h*C_in), (L, h, C_out*K*K)
             # sum_n lambda_n A_n for every layer, then pick rows: backward then writes A's gradient once
             # (lambda outer the rows' gradients) and autograd saves nothing of size N.
             a_mixed = torch.matmul(lam, a.view(self.num_kernels, -1)).view(g.num_layers, self.hidden, g.chs)
@@ -272,19 +273,21 @@ class SharedKernels(KernelSource):
         self.kernels = nn.ParameterDict(
             {
                 name: nn.Parameter(
-                    torch.randn(g.num_layers, *g.shape) * math.sqrt(standard_conv_variance(g.chs, g.kernel_size))
+                    torch.randn(g.num_layers, math.prod(g.shape))
+                    * math.sqrt(standard_conv_variance(g.chs, g.kernel_size))
                 )
                 for name, g in self.groups.items()
             }
-        )  # (L, C_out, C_in, K, K)
+        )  # (L, C_out*C_in*K*K): flat, so that model.to(memory_format=torch.channels_last) leaves it alone
 
     def forward(
         self, alpha: torch.Tensor, layers: dict[str, torch.Tensor | None], uniform: bool = False
     ) -> dict[str, torch.Tensor]:
-        return {
-            name: self.kernels[name] if index is None else self.kernels[name].index_select(0, index)
-            for name, index in layers.items()
-        }
+        kernels = {}
+        for name, index in layers.items():
+            flat = self.kernels[name] if index is None else self.kernels[name].index_select(0, index)
+            kernels[name] = flat.view(-1, *self.groups[name].shape)  # (L, C_out, C_in, K, K)
+        return kernels
 
 
 _SOURCES: dict[str, type[KernelSource]] = {

@@ -24,7 +24,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -430,6 +430,15 @@ def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(old + out.getvalue()))
 
 
+def _tensorboard(run_dir: Path):
+    """A SummaryWriter into ``run_dir/tensorboard`` when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
     state = {"sampler": generator.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -564,10 +573,11 @@ def train_supernet(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / CONFIG_FILE, {**run_config, **extra})
 
+    board = _tensorboard(run_dir) if is_writer else None
     stop: dict[str, str | None] = {"reason": None}
     epochs_this_call = 0
     pin = device.type == "cuda"
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop), closing(board) if board is not None else nullcontext():
         while state.epoch < config.epochs:
             model.train()
             warmup = state.epoch < config.warmup_epochs
@@ -595,6 +605,9 @@ def train_supernet(
                     state.epoch, state.step, steps_per_epoch, state.global_step, lr, *losses, images_per_s
                 )
                 state.rows.append({k: getattr(event, k) for k in METRIC_FIELDS})
+                if board is not None:
+                    for name in ("loss_teacher", "loss_subnets", "acc_teacher", "lr", "images_per_s"):
+                        board.add_scalar(f"train/{name}", getattr(event, name), state.global_step)
                 yield event
                 if world_size > 1:  # any rank's signal stops all of them at the same step
                     flag = torch.tensor([stop["reason"] is not None], dtype=torch.float32, device=device)

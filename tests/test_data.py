@@ -23,7 +23,7 @@ def test_sample_is_class_balanced_real_cifar10():
     assert train.images.shape == (6000, 3, 32, 32) and train.images.dtype == torch.uint8
     mean = train.images.float().mean((0, 2, 3)) / 255  # close to CIFAR-10's published channel means
     assert torch.allclose(mean, torch.tensor([0.491, 0.482, 0.447]), atol=0.02)
-    assert train.info.num_classes == 10 and train.info.benchmark is None and "JPEG" in train.info.note
+    assert train.info.num_classes == 10 and train.info.benchmark == "cifar10" and "JPEG" in train.info.note
 
 
 def test_valid_split_is_fixed_disjoint_and_complete():

@@ -224,3 +224,18 @@ def test_parameter_counts_by_part():
     assert len(conv_groups(SupernetConfig())) == 6 and sum(g.num_layers for g in conv_groups(SupernetConfig())) == 180
     assert isinstance(build_kernel_source(SupernetConfig(method="kshot")), KshotKernels)
     assert len(OP_NAMES) == 5
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_channels_last_gives_the_same_outputs(method):
+    net = tiny(method)
+    x = torch.randn(2, 3, 32, 32)
+    exercise_bn(net, x)
+    net.eval()
+    with torch.no_grad():
+        expected = net(x, ARCHS[0]), net.forward_teacher(x)
+        net.to(memory_format=torch.channels_last)
+        xcl = x.contiguous(memory_format=torch.channels_last)
+        got = net(xcl, ARCHS[0]), net.forward_teacher(xcl)
+        assert torch.allclose(expected[0], got[0], atol=1e-5) and torch.allclose(expected[1], got[1], atol=1e-5)
+        assert torch.allclose(net.subnet(ARCHS[0])(x), expected[0], atol=1e-5)

@@ -10,6 +10,7 @@ import typer
 
 from khnet import __version__
 from khnet.cli._common import err_console
+from khnet.cli.evaluate import evaluate
 from khnet.cli.space import space
 from khnet.cli.train import train
 from khnet.errors import KhnetError
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.command("space")(space)
 app.command("train")(train)
+app.command("eval")(evaluate)
 
 _DEBUG = False
 

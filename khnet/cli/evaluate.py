@@ -1,0 +1,128 @@
+"""``khnet eval SUPERNET [ARCH|INDEX ...]``: subnets straight from a supernet, against the benchmark."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from khnet.cli._common import JsonOpt, err_console, out_console, print_json
+from khnet.errors import KhnetError
+from khnet.evaluate import EvalSettings, evaluate_archs, stratified_sample, summarize
+from khnet.hub import resolve_supernet
+from khnet.space import Arch
+
+__all__ = ["evaluate"]
+
+EXAMPLES = """Examples:
+
+  khnet eval runs/demo 6111 9930
+
+  khnet eval runs/demo --sample 100 --split valid
+
+  khnet eval runs/demo --all --test-images 2000 --plots runs/demo/plots
+"""
+
+
+def evaluate(
+    supernet: Annotated[str, typer.Argument(help="Run directory or .safetensors file.")],
+    archs: Annotated[list[str] | None, typer.Argument(help="Arch strings or benchmark indices.")] = None,
+    sample: Annotated[int | None, typer.Option(help="A seeded sample of N archs spread over the cost range.")] = None,
+    all_archs: Annotated[bool, typer.Option("--all", help="All 15,625 archs (6,466 evaluations).")] = False,
+    split: Annotated[str, typer.Option(help="valid (to select) or test (to report).")] = "test",
+    dataset: Annotated[str | None, typer.Option(help="Dataset (default: the one it was trained on).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 512,
+    test_images: Annotated[int | None, typer.Option(help="Evaluate on a seeded subset of N images.")] = None,
+    calib_images: Annotated[int, typer.Option(help="Images for BatchNorm recalibration.")] = 2048,
+    seed: Annotated[int, typer.Option(help="Seed of --sample, the recalibration and test subsets.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    plots: Annotated[Path | None, typer.Option(help="Write the distribution and rank plots (PNG) here.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Evaluate subnets from a supernet (bake, recalibrate BatchNorm, test) and compare with NAS-Bench-201."""
+    chosen = [Arch.coerce(a) for a in archs or []]
+    if sample:
+        chosen += stratified_sample(sample, seed)
+    if all_archs:
+        chosen = list(Arch.all())
+    if not chosen:
+        raise KhnetError("nothing to evaluate: name archs or indices, or pass --sample N or --all")
+    chosen = list(dict.fromkeys(chosen))
+    resolved = resolve_supernet(supernet, device)
+    settings = EvalSettings(
+        dataset=dataset or resolved.dataset or "sample", split=split, test_images=test_images,
+        calib_images=calib_images, calib_seed=seed, batch_size=batch_size,
+        data_dir=str(data_dir) if data_dir else None,
+    )  # fmt: skip
+    records = []
+    quiet = json_output or os.environ.get("RANK", "0") != "0"
+    with Progress(
+        TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True, disable=quiet,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("", total=len(chosen))
+        for record in evaluate_archs(resolved.model, chosen, settings, resolved.results_dir):
+            records.append(record)
+            progress.advance(task)
+    from khnet.data import load_dataset
+
+    info = load_dataset(settings.dataset, "test", root=settings.data_dir).info
+    summary = summarize(records, info.note, info.benchmark)
+    summary["settings"] = settings.key()
+    if plots:
+        from khnet.plots import plot_accuracy_vs_rank, plot_distribution
+
+        summary["plots"] = [
+            str(plot_distribution(records, plots, info.note)),
+            str(plot_accuracy_vs_rank(records, plots, info.note)),
+        ]
+    if quiet and not json_output:
+        return
+    if json_output:
+        print_json({"summary": summary, "records": [r.to_dict() for r in records]})
+        return
+    _print(records, summary)
+
+
+def _print(records, summary) -> None:
+    table = Table(title="Subnets from the supernet (accuracy %)", title_justify="left")
+    for column in ("index", "arch", "MFLOPs", "M params", "accuracy", "benchmark", "reused"):
+        table.add_column(column, justify="left" if column == "arch" else "right")
+    shown = sorted(records, key=lambda r: -r.accuracy)
+    for r in shown[:50]:
+        bench = f"{r.benchmark_accuracy:.2f}" if r.benchmark_accuracy is not None else "-"
+        table.add_row(str(r.index), r.arch, f"{r.mflops:.2f}", f"{r.mparams:.4f}", f"{r.accuracy:.2f}", bench,
+                      "yes" if r.reused else "")  # fmt: skip
+    if len(shown) > 50:
+        table.caption = f"the best 50 of {len(shown)}; --json for all"
+    out_console.print(table)
+    s = summary
+    lines = [
+        f"archs: {s['archs']} ({s['evaluated_classes']} isomorphism classes evaluated)",
+        f"supernet: mean {s['mean_accuracy']:.2f}  max {s['max_accuracy']:.2f}"
+        f"  (over all {s['class_members']} class members: mean {s['mean_accuracy_over_class_members']:.2f})",
+    ]
+    if "benchmark_mean_accuracy" in s:
+        lines.append(
+            f"benchmark, same archs: mean {s['benchmark_mean_accuracy']:.2f}  max {s['benchmark_max_accuracy']:.2f}"
+        )
+        lines.append(
+            f"Kendall tau {s['kendall_tau']:.3f}  Spearman rho {s['spearman_rho']:.3f}  "
+            f"top-10 overlap {s['top10_overlap']:.0%}"
+        )
+    if "benchmark_space_mean" in s:
+        lines.append(
+            f"benchmark, all 15,625 trained from scratch: mean {s['benchmark_space_mean']:.2f}  "
+            f"max {s['benchmark_space_max']:.2f}"
+        )
+    if s.get("note"):
+        lines.append(f"note: {s['note']}")
+    out_console.print("\n".join(lines), highlight=False)
+
+
+evaluate.__doc__ = f"{evaluate.__doc__}\n\n{EXAMPLES}"

@@ -1,0 +1,402 @@
+"""Evaluate subnets straight from a supernet: bake, recalibrate BatchNorm, test; compare with the benchmark.
+
+``evaluate_archs(supernet, archs, settings)`` yields one ``EvalRecord`` per requested arch. Isomorphic archs
+(the benchmark's ``unique_key``) share one evaluation: the class's smallest index is evaluated and its
+accuracy given to every member. Results are appended, one fsynced CSV line each, to
+``eval-<supernet hash>.csv`` in the results directory as they are produced; a later call with the same
+settings reuses them, so a killed evaluation resumes where it stopped with nothing lost or duplicated.
+Under ``torchrun`` each rank evaluates its share of the classes into its own file; readers merge them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import random
+import statistics
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from khnet.benchmark import BASELINE, ShippedGroundTruth
+from khnet.checkpoint import state_hash
+from khnet.data import ArrayDataset, load_dataset
+from khnet.errors import KhnetError
+from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
+from khnet.space import NUM_ARCHS, Arch, isomorphism_classes
+
+__all__ = [
+    "EvalRecord",
+    "EvalSettings",
+    "benchmark_setting",
+    "calibration_images",
+    "evaluate_archs",
+    "read_results",
+    "recalibrate_bn",
+    "stratified_sample",
+    "summarize",
+]
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- BatchNorm recalibration
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, data: torch.Tensor | Iterable, num_images: int = 2048, batch_size: int = 256) -> int:
+    """Reset every BatchNorm's running statistics to the exact mean and (unbiased) variance of its inputs
+    over ``num_images`` images: a cumulative average over the whole subset, not an EMA.
+
+    BatchNorms run in train mode (batch statistics) while the statistics are gathered, with no gradients;
+    the network's train/eval mode is restored afterwards.
+
+    Args:
+        net: any module with BatchNorm layers.
+        data: a tensor of normalised images (N, 3, H, W), or an iterable of ``(images, labels)`` batches;
+            pass un-augmented images.
+        num_images: how many images to use (the first ones of ``data``).
+        batch_size: batch size when ``data`` is a tensor.
+
+    Returns:
+        The number of images used.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    sums: dict[nn.Module, list[Any]] = {}
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].detach().double()
+        dims = [d for d in range(x.dim()) if d != 1]
+        total, square, count = sums.setdefault(module, [0.0, 0.0, 0])[:3]
+        sums[module] = [total + x.sum(dims), square + x.square().sum(dims), count + x.numel() // x.shape[1]]
+
+    handles = [m.register_forward_pre_hook(hook) for m in norms]
+    was_training = net.training
+    device = next(net.parameters()).device
+    used = 0
+    try:
+        net.train()
+        batches = (data[i : i + batch_size] for i in range(0, len(data), batch_size)) if torch.is_tensor(data) else data
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            x = x[: num_images - used].to(device)
+            if len(x) == 0:
+                break
+            net(x)
+            used += len(x)
+            if used >= num_images:
+                break
+    finally:
+        for handle in handles:
+            handle.remove()
+        net.train(was_training)
+    for module in norms:
+        if module not in sums:  # not reached by this net's forward (cannot happen in NB201Net)
+            continue
+        total, square, count = sums[module]
+        mean = total / count
+        var = (square / count - mean.square()) * count / max(1, count - 1)
+        module.running_mean.copy_(mean.to(module.running_mean.dtype))
+        module.running_var.copy_(var.clamp_min(0).to(module.running_var.dtype))
+        module.num_batches_tracked.fill_(math.ceil(used / batch_size))
+    return used
+
+
+# ---------------------------------------------------------------- settings, data, benchmark matching
+@dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation measures; two evaluations are interchangeable when these are equal.
+
+    Attributes:
+        dataset: dataset name for ``load_dataset``.
+        split: ``valid`` (held out from training; use it to select) or ``test``.
+        test_images: evaluate on a seeded subset of this many images (None: the whole split).
+        calib_images: images for BatchNorm recalibration (the paper: 2,048), from the training split.
+        calib_seed: seed of the recalibration subset (and of the ``test_images`` subset).
+        valid_fraction, split_seed: how the valid split was carved (as in training).
+        batch_size: images per forward pass.
+        data_dir: where datasets live.
+    """
+
+    dataset: str = "sample"
+    split: str = "test"
+    test_images: int | None = None
+    calib_images: int = 2048
+    calib_seed: int = 0
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    batch_size: int = 512
+    data_dir: str | None = None
+
+    def key(self) -> str:
+        """The settings that change results (batch size and location do not)."""
+        return (
+            f"{self.dataset}|{self.split}|{self.test_images}|{self.calib_images}|{self.calib_seed}|"
+            f"{self.valid_fraction}|{self.split_seed}"
+        )
+
+
+def _normalised(dataset: ArrayDataset) -> torch.Tensor:
+    images = dataset.images.float()
+    return (images - dataset.mean) / dataset.std  # (N, 3, H, W)
+
+
+def calibration_images(settings: EvalSettings) -> torch.Tensor:
+    """The fixed, seeded, un-augmented recalibration subset of the training split (normalised)."""
+    train = load_dataset(
+        settings.dataset, "train", root=settings.data_dir, valid_fraction=settings.valid_fraction,
+        seed=settings.split_seed, augment=False,
+    )  # fmt: skip
+    if settings.calib_images > len(train):
+        raise KhnetError(f"calib_images={settings.calib_images} exceeds the {len(train)} training images")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.calib_seed))
+    return _normalised(train.subset(order[: settings.calib_images].numpy(), augment=False))
+
+
+def _eval_data(settings: EvalSettings) -> tuple[torch.Tensor, torch.Tensor, ArrayDataset]:
+    if settings.split not in ("valid", "test"):
+        raise KhnetError(f"split {settings.split!r}: evaluate on valid (to select) or test (to report)")
+    data = load_dataset(
+        settings.dataset, settings.split, root=settings.data_dir, valid_fraction=settings.valid_fraction,
+        seed=settings.split_seed, augment=False,
+    )  # fmt: skip
+    if settings.test_images is not None and settings.test_images < len(data):
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(settings.calib_seed + 1))
+        data = data.subset(order[: settings.test_images].sort().values.numpy(), augment=False)
+    return _normalised(data), data.labels.clone(), data
+
+
+_BENCHMARK_SPLIT = {
+    ("cifar10", "test"): ("cifar10", "test"),
+    ("cifar10", "valid"): ("cifar10-valid", "valid"),
+    ("cifar100", "test"): ("cifar100", "ori-test"),
+    ("cifar100", "valid"): ("cifar100", "valid"),
+    ("imagenet16-120", "test"): ("imagenet16-120", "ori-test"),
+    ("imagenet16-120", "valid"): ("imagenet16-120", "valid"),
+}
+
+
+def benchmark_setting(benchmark: str | None, split: str) -> tuple[str, str] | None:
+    """The benchmark (dataset, split) whose from-scratch accuracies our (dataset, split) is compared with.
+
+    Our ``valid`` is a held-out part of the training set, compared with the benchmark's validation numbers
+    (``cifar10-valid`` for CIFAR-10); ``test`` with its test numbers (CIFAR-100 and ImageNet16-120: the
+    whole test set, ``ori-test``).
+    """
+    return _BENCHMARK_SPLIT.get((benchmark, split)) if benchmark else None
+
+
+# ---------------------------------------------------------------- records and the results file
+@dataclass
+class EvalRecord:
+    """One arch's result. Accuracy in percent, loss per image, costs in MFLOPs / M params, seconds of the
+    evaluation that produced it (shared by the members of an isomorphism class)."""
+
+    index: int
+    arch: str
+    iso_class: int
+    accuracy: float
+    loss: float
+    mflops: float
+    mparams: float
+    benchmark_accuracy: float | None
+    seconds: float
+    reused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (e.g. for ``pandas.DataFrame([r.to_dict() for r in records])``)."""
+        return asdict(self)
+
+
+RESULT_FIELDS = ("settings", "iso_class", "accuracy", "loss", "seconds", "images", "calib_images", "time")
+
+
+def _results_files(results_dir: Path, model_hash: str) -> list[Path]:
+    return sorted(results_dir.glob(f"eval-{model_hash}*.csv"))
+
+
+def read_results(results_dir: str | Path, model_hash: str, settings: EvalSettings) -> dict[int, dict[str, float]]:
+    """Stored results for this supernet and settings: iso class -> {accuracy, loss, seconds}.
+
+    Partial lines (a run killed mid-write) are ignored.
+    """
+    found: dict[int, dict[str, float]] = {}
+    key = settings.key()
+    for path in _results_files(Path(results_dir), model_hash):
+        for row in csv.DictReader(io.StringIO(path.read_text())):
+            try:
+                if row["settings"] == key and row["time"]:
+                    found[int(row["iso_class"])] = {k: float(row[k]) for k in ("accuracy", "loss", "seconds")}
+            except (KeyError, TypeError, ValueError):
+                continue
+    return found
+
+
+class _ResultsWriter:
+    """Appends rows to ``eval-<hash>[-r<rank>].csv``; each line is written whole and fsynced."""
+
+    def __init__(self, results_dir: Path, model_hash: str, rank: int) -> None:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        self.path = results_dir / (f"eval-{model_hash}.csv" if rank == 0 else f"eval-{model_hash}-r{rank}.csv")
+        if self.path.is_file():
+            text = self.path.read_text()
+            if text and not text.endswith("\n"):  # a line cut by a kill: drop it
+                self.path.write_text(text[: text.rfind("\n") + 1])
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            self.path.write_text(",".join(RESULT_FIELDS) + "\n")
+
+    def append(self, row: dict[str, Any]) -> None:
+        out = io.StringIO()
+        csv.DictWriter(out, fieldnames=RESULT_FIELDS, lineterminator="\n").writerow(row)
+        with self.path.open("a") as f:
+            f.write(out.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------- evaluation
+def stratified_sample(n: int, seed: int = 0) -> list[Arch]:
+    """``n`` distinct archs spread over the cost range: the space sorted by MFLOPs is cut into ``n`` equal
+    strata and one arch is drawn from each (seeded). Includes degenerate archs where they fall."""
+    if not 1 <= n <= NUM_ARCHS:
+        raise KhnetError(f"--sample {n}: choose 1..{NUM_ARCHS}")
+    rng = random.Random(seed)
+    archs = sorted(Arch.all(), key=lambda a: (a.cost().mflops, a.index))
+    bounds = [round(i * NUM_ARCHS / n) for i in range(n + 1)]
+    return [archs[rng.randrange(lo, hi)] for lo, hi in pairwise(bounds)]
+
+
+@torch.inference_mode()
+def _accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    device = next(net.parameters()).device
+    correct, loss = 0, 0.0
+    for i in range(0, len(images), batch_size):
+        x, y = images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)
+        logits = net(x)
+        correct += (logits.argmax(-1) == y).sum().item()
+        loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
+    return 100.0 * correct / len(images), loss / len(images)
+
+
+def evaluate_archs(
+    supernet: nn.Module,
+    archs: Sequence[Arch | str | int],
+    settings: EvalSettings | None = None,
+    results_dir: str | Path | None = None,
+    ground_truth: ShippedGroundTruth | None = None,
+) -> Iterator[EvalRecord]:
+    """Evaluate ``archs`` from ``supernet`` (bake, recalibrate BN, test), one record per arch, in order.
+
+    Args:
+        supernet: a ``SuperNet`` (on the device to evaluate on).
+        archs: the archs (``Arch``, strings or indices); duplicates and isomorphic twins are evaluated once.
+        settings: data, split and recalibration settings.
+        results_dir: where results are stored and reused (None: no file).
+        ground_truth: the benchmark table for ``benchmark_accuracy`` (default: the shipped one).
+    """
+    import torch.distributed as dist
+
+    settings = settings or EvalSettings()
+    archs = [Arch.coerce(a) for a in archs]
+    gt = ground_truth or ShippedGroundTruth.load()
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    rank = dist.get_rank() if world > 1 else 0
+    model_hash = state_hash(supernet.state_dict())
+    members = isomorphism_classes()
+    rep_of = {a: members[a.unique_key][0] for a in archs}
+    wanted = list(dict.fromkeys(rep_of[a] for a in archs))  # in the order asked for
+
+    done = read_results(results_dir, model_hash, settings) if results_dir is not None else {}
+    todo = [c for c in wanted if c not in done]
+    mine = todo[rank::world]
+    writer = _ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
+    if mine:
+        calib = calibration_images(settings)
+        images, labels, _ = _eval_data(settings)
+    fresh: dict[int, dict[str, float]] = {}
+    was_training = supernet.training
+    supernet.eval()
+    try:
+        for cls in mine:
+            start = time.perf_counter()
+            net = supernet.subnet(cls)
+            recalibrate_bn(net, calib, settings.calib_images, settings.batch_size)
+            net.eval()
+            accuracy, loss = _accuracy(net, images, labels, settings.batch_size)
+            result = {"accuracy": accuracy, "loss": loss, "seconds": time.perf_counter() - start}
+            fresh[cls] = result
+            if writer is not None:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+                writer.append({"settings": settings.key(), "iso_class": cls, **result, "images": len(labels),
+                               "calib_images": settings.calib_images, "time": stamp})  # fmt: skip
+    finally:
+        supernet.train(was_training)
+    if world > 1:  # everyone gets everyone's results
+        gathered: list[dict[int, dict[str, float]]] = [{} for _ in range(world)]
+        dist.all_gather_object(gathered, fresh)
+        for part in gathered:
+            fresh.update(part)
+    done.update(fresh)
+    log.info("evaluated %d classes, reused %d", len(mine), len(wanted) - len(todo))
+
+    info = load_dataset(settings.dataset, "test", root=settings.data_dir).info  # cached by load_dataset
+    bench = benchmark_setting(info.benchmark, settings.split)
+    num_classes, resolution = _shape_of(supernet)
+    for arch in archs:
+        cls = rep_of[arch]
+        result = done[cls]
+        cost = arch.cost(num_classes=num_classes, resolution=resolution, C=supernet.config.channels,
+                         N=supernet.config.cells_per_stage)  # fmt: skip
+        yield EvalRecord(
+            index=arch.index, arch=str(arch), iso_class=cls, accuracy=result["accuracy"], loss=result["loss"],
+            mflops=cost.mflops, mparams=cost.mparams,
+            benchmark_accuracy=gt.accuracy(arch, *bench) if bench else None,
+            seconds=result["seconds"], reused=cls not in fresh,
+        )  # fmt: skip
+
+
+def _shape_of(supernet: nn.Module) -> tuple[int, int]:
+    return supernet.config.num_classes, 16 if supernet.config.num_classes == 120 else 32
+
+
+# ---------------------------------------------------------------- summary
+def summarize(records: Sequence[EvalRecord], note: str = "", dataset: str | None = None) -> dict[str, Any]:
+    """Mean/max accuracy of the records (and over every member of their isomorphism classes), the
+    benchmark's mean/max over the same archs and its all-space baseline, Kendall's tau, Spearman's rho and
+    top-10 overlap with the benchmark. Accuracies in percent."""
+    if not records:
+        raise KhnetError("nothing was evaluated")
+    acc = [r.accuracy for r in records]
+    unique = {r.iso_class: r.accuracy for r in records}
+    class_size = {m[0]: len(m) for m in isomorphism_classes().values()}
+    weighted = [a for cls, a in unique.items() for _ in range(class_size[cls])]
+    out: dict[str, Any] = {
+        "archs": len(records),
+        "evaluated_classes": len(unique),
+        "mean_accuracy": statistics.fmean(acc),
+        "max_accuracy": max(acc),
+        "mean_accuracy_over_class_members": statistics.fmean(weighted),
+        "class_members": len(weighted),
+        "note": note,
+    }
+    paired = [(r.accuracy, r.benchmark_accuracy) for r in records if r.benchmark_accuracy is not None]
+    if paired:
+        ours, theirs = zip(*paired, strict=True)
+        out.update(
+            benchmark_mean_accuracy=statistics.fmean(theirs),
+            benchmark_max_accuracy=max(theirs),
+            kendall_tau=kendall_tau(ours, theirs),
+            spearman_rho=spearman_rho(ours, theirs),
+            top10_overlap=top_k_overlap(ours, theirs, 10),
+        )
+    if dataset in BASELINE:
+        out["benchmark_space_mean"] = BASELINE[dataset]["mean"]
+        out["benchmark_space_max"] = BASELINE[dataset]["max"]
+    return out
