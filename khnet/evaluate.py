@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import os
 import random
 import statistics
@@ -51,39 +50,65 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- BatchNorm recalibration
 @torch.no_grad()
-def recalibrate_bn(net: nn.Module, data: torch.Tensor | Iterable, num_images: int = 2048, batch_size: int = 256) -> int:
+def recalibrate_bn(
+    net: nn.Module, data: torch.Tensor | Iterable, num_images: int = 2048, batch_size: int | None = None
+) -> int:
     """Reset every BatchNorm's running statistics to the exact mean and (unbiased) variance of its inputs
     over ``num_images`` images: a cumulative average over the whole subset, not an EMA.
 
     BatchNorms run in train mode (batch statistics) while the statistics are gathered, with no gradients;
-    the network's train/eval mode is restored afterwards.
+    the network's train/eval mode is restored afterwards. When one batch holds the whole subset (the
+    default for a tensor), the BatchNorms' own batch statistics are the answer (momentum 1); otherwise
+    per-batch moments are gathered by hooks and merged exactly.
 
     Args:
         net: any module with BatchNorm layers.
         data: a tensor of normalised images (N, 3, H, W), or an iterable of ``(images, labels)`` batches;
             pass un-augmented images.
         num_images: how many images to use (the first ones of ``data``).
-        batch_size: batch size when ``data`` is a tensor.
+        batch_size: batch size when ``data`` is a tensor (default: all ``num_images`` in one batch).
 
     Returns:
         The number of images used.
     """
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    sums: dict[nn.Module, list[Any]] = {}
+    device = next(net.parameters()).device
+    was_training = net.training
+    saved_momentum = [m.momentum for m in norms]
+    if torch.is_tensor(data) and (batch_size is None or batch_size >= min(num_images, len(data))):
+        x = data[:num_images].to(device)
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = 1.0  # running statistics := this batch's (unbiased variance)
+            net.train()
+            net(x)
+        finally:
+            for m, momentum in zip(norms, saved_momentum, strict=True):
+                m.momentum = momentum
+            net.train(was_training)
+        return len(x)
+
+    moments: dict[nn.Module, tuple[torch.Tensor, torch.Tensor, int]] = {}
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        x = inputs[0].detach().double()
-        dims = [d for d in range(x.dim()) if d != 1]
-        total, square, count = sums.setdefault(module, [0.0, 0.0, 0])[:3]
-        sums[module] = [total + x.sum(dims), square + x.square().sum(dims), count + x.numel() // x.shape[1]]
+        x = inputs[0].detach()
+        var, mean = torch.var_mean(x, dim=[d for d in range(x.dim()) if d != 1], unbiased=False)
+        n = x.numel() // x.shape[1]
+        if module not in moments:
+            moments[module] = (mean.double(), var.double() * n, n)
+            return
+        m0, m2, n0 = moments[module]  # merge (Chan et al.): exact mean and sum of squared deviations
+        delta = mean.double() - m0
+        total = n0 + n
+        moments[module] = (m0 + delta * n / total, m2 + var.double() * n + delta.square() * n0 * n / total, total)
 
     handles = [m.register_forward_pre_hook(hook) for m in norms]
-    was_training = net.training
-    device = next(net.parameters()).device
     used = 0
     try:
         net.train()
-        batches = (data[i : i + batch_size] for i in range(0, len(data), batch_size)) if torch.is_tensor(data) else data
+        step = batch_size or 256
+        batches = (data[i : i + step] for i in range(0, len(data), step)) if torch.is_tensor(data) else data
         for batch in batches:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             x = x[: num_images - used].to(device)
@@ -98,14 +123,11 @@ def recalibrate_bn(net: nn.Module, data: torch.Tensor | Iterable, num_images: in
             handle.remove()
         net.train(was_training)
     for module in norms:
-        if module not in sums:  # not reached by this net's forward (cannot happen in NB201Net)
-            continue
-        total, square, count = sums[module]
-        mean = total / count
-        var = (square / count - mean.square()) * count / max(1, count - 1)
-        module.running_mean.copy_(mean.to(module.running_mean.dtype))
-        module.running_var.copy_(var.clamp_min(0).to(module.running_var.dtype))
-        module.num_batches_tracked.fill_(math.ceil(used / batch_size))
+        if module in moments:
+            mean, m2, n = moments[module]
+            module.running_mean.copy_(mean.to(module.running_mean.dtype))
+            module.running_var.copy_((m2 / max(1, n - 1)).to(module.running_var.dtype))
+            module.num_batches_tracked.fill_(1)
     return used
 
 
@@ -327,7 +349,7 @@ def evaluate_archs(
         for cls in mine:
             start = time.perf_counter()
             net = supernet.subnet(cls)
-            recalibrate_bn(net, calib, settings.calib_images, settings.batch_size)
+            recalibrate_bn(net, calib, settings.calib_images)
             net.eval()
             accuracy, loss = _accuracy(net, images, labels, settings.batch_size)
             result = {"accuracy": accuracy, "loss": loss, "seconds": time.perf_counter() - start}

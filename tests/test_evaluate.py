@@ -36,6 +36,17 @@ def test_recalibration_is_the_exact_average_over_the_subset():
     second = torch.cat(seen).transpose(0, 1).reshape(5, -1)  # what the deeper BN saw, batch by batch
     assert torch.allclose(net[4].running_mean, second.mean(1), atol=1e-5)
     assert torch.allclose(net[4].running_var, second.var(1, unbiased=True), atol=1e-4)
+    # one batch holding the whole subset: the same statistics, from the BatchNorms themselves
+    one = nn.Sequential(*[m for m in net]).eval()
+    seen.clear()
+    handle = one[4].register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
+    assert recalibrate_bn(one, images, num_images=90) == 90
+    handle.remove()
+    assert torch.allclose(one[1].running_mean, first.mean(1), atol=1e-5)
+    assert torch.allclose(one[1].running_var, first.var(1, unbiased=True), atol=1e-4)
+    whole = seen[0].transpose(0, 1).reshape(5, -1)
+    assert torch.allclose(one[4].running_var, whole.var(1, unbiased=True), atol=1e-4)
+    assert one[1].momentum == 0.1  # restored
     # not an EMA: PyTorch's default momentum update would land elsewhere
     ema = nn.BatchNorm2d(4).train()
     for i in range(0, 90, 32):

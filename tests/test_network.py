@@ -92,3 +92,24 @@ def test_matches_the_benchmark_reference_network(arch):
 def test_accepts_strings_and_indices():
     assert NB201Net(6111).arch == NB201Net(str(BEST)).arch == BEST
     assert "arch=" in repr(NB201Net(BEST))
+
+
+@pytest.mark.parametrize("arch", SAMPLE[:5], ids=str)
+def test_fold_bn_preserves_outputs(arch):
+    from khnet.network import fold_bn
+
+    torch.manual_seed(0)
+    net = NB201Net(arch)
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if "running_var" in name:
+                tensor.copy_(torch.rand_like(tensor) + 0.5)
+            elif tensor.is_floating_point():
+                tensor.copy_(torch.randn_like(tensor) * 0.3)
+    net.eval()
+    folded = fold_bn(net)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-4, rtol=1e-4)
+    remaining = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(remaining) == 1  # lastact's, which follows a sum
