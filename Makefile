@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The main job on the embedded default, offline: describe the best CIFAR-10 architecture of the space.
+# The main job on the embedded default, offline: train a proxy supernet on the shipped CIFAR-10 sample for
+# one epoch, then evaluate 20 of its subnets against the benchmark.
+RUN_DIR := runs/make-run
 run: install
-	KHNET_OFFLINE=1 HF_HUB_OFFLINE=1 $(BIN)/khnet space 6111
+	rm -rf $(RUN_DIR)
+	KHNET_OFFLINE=1 HF_HUB_OFFLINE=1 $(BIN)/khnet train --dataset sample --epochs 1 --proxy --seed 0 -o $(RUN_DIR)
+	KHNET_OFFLINE=1 HF_HUB_OFFLINE=1 $(BIN)/khnet eval $(RUN_DIR) --sample 20 --split valid --plots $(RUN_DIR)/plots
 
 lint: install
 	$(BIN)/ruff check .

@@ -43,23 +43,25 @@ def main() -> None:
     parser.add_argument("--calib-images", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC for every network and input")
     parser.add_argument("--out", type=Path, default=Path("docs/performance-eval.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     supernet = SuperNet(SupernetConfig()).to(device).eval()
-    calib = torch.randn(args.calib_images, 3, 32, 32, device=device)
-    images = torch.randn(args.test_images, 3, 32, 32, device=device)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    calib = torch.randn(args.calib_images, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    images = torch.randn(args.test_images, 3, 32, 32, device=device).contiguous(memory_format=fmt)
     labels = torch.randint(0, 10, (args.test_images,), device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     rows = {}
     archs = [Arch.from_index(int(i)) for i in args.archs.split(",")] if args.archs else stratified_sample(args.sample)
     for arch in archs:
         index = arch.index
-        plain = NB201Net(arch).to(device).eval()
+        plain = NB201Net(arch).to(device, memory_format=fmt).eval()
         _accuracy(plain, images[:1024], labels[:1024], args.batch)  # warm-up
         t_plain, _ = clock(lambda: (_accuracy(plain, images, labels, args.batch), sync()))  # noqa: B023
-        t_bake, net = clock(lambda: supernet.subnet(arch))  # noqa: B023
+        t_bake, net = clock(lambda: supernet.subnet(arch).to(memory_format=fmt))  # noqa: B023
         t_recal, _ = clock(lambda: (recalibrate_bn(net, calib, args.calib_images), sync()))  # noqa: B023
         net.eval()
         t_test, _ = clock(lambda: (_accuracy(net, images, labels, args.batch), sync()))  # noqa: B023
@@ -79,6 +81,7 @@ def main() -> None:
     classes = len(isomorphism_classes())
     out = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}",
+        "channels_last": args.channels_last,
         "test_images": args.test_images, "calib_images": args.calib_images, "batch": args.batch, "archs": rows,
         "mean_per_subnet_s": round(mean_total, 3), "subnets_per_hour": round(3600 / mean_total, 1),
         "projected_all_hours": round(classes * mean_total / 3600, 2),

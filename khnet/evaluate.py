@@ -29,6 +29,7 @@ from torch import nn
 from khnet.benchmark import BASELINE, ShippedGroundTruth
 from khnet.checkpoint import state_hash
 from khnet.data import ArrayDataset, load_dataset
+from khnet.distributed import init_from_env
 from khnet.errors import KhnetError
 from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
 from khnet.space import NUM_ARCHS, Arch, isomorphism_classes
@@ -313,6 +314,7 @@ def evaluate_archs(
     settings: EvalSettings | None = None,
     results_dir: str | Path | None = None,
     ground_truth: ShippedGroundTruth | None = None,
+    channels_last: bool = True,
 ) -> Iterator[EvalRecord]:
     """Evaluate ``archs`` from ``supernet`` (bake, recalibrate BN, test), one record per arch, in order.
 
@@ -322,14 +324,15 @@ def evaluate_archs(
         settings: data, split and recalibration settings.
         results_dir: where results are stored and reused (None: no file).
         ground_truth: the benchmark table for ``benchmark_accuracy`` (default: the shipped one).
+        channels_last: run the subnets in NHWC (faster on this CPU and on GPUs; same results up to rounding).
     """
     import torch.distributed as dist
 
     settings = settings or EvalSettings()
     archs = [Arch.coerce(a) for a in archs]
     gt = ground_truth or ShippedGroundTruth.load()
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    rank = dist.get_rank() if world > 1 else 0
+    param = next(supernet.parameters(), None)
+    rank, world = init_from_env(param.device if param is not None else torch.device("cpu"))
     model_hash = state_hash(supernet.state_dict())
     members = isomorphism_classes()
     rep_of = {a: members[a.unique_key][0] for a in archs}
@@ -339,16 +342,18 @@ def evaluate_archs(
     todo = [c for c in wanted if c not in done]
     mine = todo[rank::world]
     writer = _ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if mine:
-        calib = calibration_images(settings)
+        calib = calibration_images(settings).contiguous(memory_format=memory_format)
         images, labels, _ = _eval_data(settings)
+        images = images.contiguous(memory_format=memory_format)
     fresh: dict[int, dict[str, float]] = {}
     was_training = supernet.training
     supernet.eval()
     try:
         for cls in mine:
             start = time.perf_counter()
-            net = supernet.subnet(cls)
+            net = supernet.subnet(cls).to(memory_format=memory_format)
             recalibrate_bn(net, calib, settings.calib_images)
             net.eval()
             accuracy, loss = _accuracy(net, images, labels, settings.batch_size)

@@ -1,20 +1,45 @@
-"""Where supernets come from: a run directory or a ``.safetensors`` file (later: the zoo and the Hub).
+"""Where supernets come from and go to: run directories, files, the model zoo and the Hugging Face Hub.
 
-``resolve_supernet(spec)`` returns the model, the directory where its evaluation results live, and the
-dataset it was trained on (from its ``config.json``), so that ``eval`` and ``search`` default to it.
+``resolve_supernet(spec)`` accepts a run directory, a ``.safetensors`` file, a zoo name (``khnet zoo list``)
+or ``hf://ORG/NAME[@REVISION]`` (downloaded with huggingface_hub into its cache; offline it uses the cache or
+says how to get the files). ``save_pretrained`` writes a Hub-style folder (``model.safetensors``,
+``config.json``, ``README.md`` model card) and ``push_to_hub`` uploads one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from khnet.checkpoint import CONFIG_FILE, CheckpointError, load_supernet
+from khnet.checkpoint import CONFIG_FILE, MODEL_FILE, CheckpointError, atomic_write, load_supernet, save_supernet
+from khnet.errors import KhnetError
 
-__all__ = ["ResolvedSupernet", "resolve_supernet"]
+__all__ = [
+    "ResolvedSupernet",
+    "ZooEntry",
+    "model_card",
+    "pull_from_zoo",
+    "push_to_hub",
+    "resolve_supernet",
+    "save_pretrained",
+    "sha256_of",
+    "zoo_entries",
+]
+
+HUB_FILES = [MODEL_FILE, CONFIG_FILE, "README.md"]
+PAPER = (
+    "Jingyue Zhuge, Christian Mayr, Anand Subramoney, David Kappel. Single Train Multi Deploy on Topology Search "
+    "Spaces using Kshot-Hypernet. WANT@ICML 2024."
+)
+NB201 = (
+    "Xuanyi Dong, Yi Yang. NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture Search. ICLR 2020."
+)
 
 
 @dataclass
@@ -27,6 +52,7 @@ class ResolvedSupernet:
         results_dir: where evaluation results are stored and reused.
         dataset: the dataset it was trained on, or None when unknown.
         data_note: the caveat recorded at training time ('' if none).
+        directory: the folder holding its files.
     """
 
     model: torch.nn.Module
@@ -34,15 +60,103 @@ class ResolvedSupernet:
     results_dir: Path
     dataset: str | None
     data_note: str
+    directory: Path
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- the zoo
+@dataclass(frozen=True)
+class ZooEntry:
+    """One published supernet (an entry of ``zoo/registry.json``)."""
+
+    name: str
+    description: str
+    dataset: str
+    method: str
+    source: dict[str, str]
+    sha256: str
+    metrics: dict[str, Any]
+    command: str
+
+
+def zoo_dir() -> Path:
+    """The zoo folder: ``$KHNET_ZOO``, else ``zoo/`` of the source tree khnet runs from."""
+    return Path(os.environ.get("KHNET_ZOO", Path(__file__).resolve().parents[1] / "zoo"))
+
+
+def zoo_entries() -> dict[str, ZooEntry]:
+    """The registry, by name (empty when the zoo folder is absent)."""
+    registry = zoo_dir() / "registry.json"
+    if not registry.is_file():
+        return {}
+    return {e["name"]: ZooEntry(**e) for e in json.loads(registry.read_text())["supernets"]}
+
+
+def pull_from_zoo(name: str) -> Path:
+    """The verified local folder of zoo entry ``name`` (fetched from the Hub first if it lives there)."""
+    entries = zoo_entries()
+    if name not in entries:
+        known = ", ".join(entries) or "none (no zoo/registry.json found; set KHNET_ZOO)"
+        raise CheckpointError(f"no zoo entry {name!r}; known: {known}")
+    entry = entries[name]
+    if "path" in entry.source:
+        weights = zoo_dir() / entry.source["path"]
+        if not weights.is_file():
+            raise CheckpointError(f"zoo entry {name!r} points at {weights}, which is missing")
+    else:
+        folder = _download(entry.source["repo"], entry.source.get("revision"))
+        weights = folder / MODEL_FILE
+    actual = sha256_of(weights)
+    if actual != entry.sha256:
+        raise CheckpointError(
+            f"zoo entry {name!r}: {weights} has sha256 {actual[:16]}..., expected {entry.sha256[:16]}..."
+        )
+    return weights.parent
+
+
+# ---------------------------------------------------------------- the Hub
+def _download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
+    except LocalEntryNotFoundError:
+        raise CheckpointError(
+            f"hf://{repo_id}{'@' + revision if revision else ''} is not in the Hugging Face cache and the Hub cannot "
+            "be reached (offline); download it once online, or pass a local folder holding model.safetensors and "
+            "config.json"
+        ) from None
+    except HfHubHTTPError as err:
+        raise CheckpointError(f"hf://{repo_id}: {str(err).splitlines()[0]}") from None
 
 
 def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> ResolvedSupernet:
-    """Load the supernet named by ``spec``: a run directory or a ``.safetensors`` file."""
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise CheckpointError(
-            f"supernet {spec!r} not found: give a run directory (khnet train -o DIR) or a .safetensors file"
-        )
+    """Load the supernet named by ``spec``: run directory, ``.safetensors`` file, zoo name or ``hf://ORG/NAME[@REV]``."""
+    text = str(spec)
+    if text.startswith("hf://"):
+        repo, _, revision = text[len("hf://") :].partition("@")
+        path = _download(repo, revision or None)
+        results = Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
+    elif not Path(text).expanduser().exists() and text in zoo_entries():
+        path = pull_from_zoo(text)
+        results = Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
+    else:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise CheckpointError(
+                f"supernet {text!r} not found: give a run directory, a .safetensors file, a zoo name "
+                "(khnet zoo list) or hf://ORG/NAME"
+            )
+        results = path if path.is_dir() else path.parent
     model = load_supernet(path, device=device).eval()
     directory = path if path.is_dir() else path.parent
     dataset, note = None, ""
@@ -51,4 +165,77 @@ def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> Re
         data = json.loads(config_file.read_text())
         dataset = (data.get("dataset") or {}).get("name") or (data.get("train") or {}).get("dataset")
         note = (data.get("dataset") or {}).get("note", "")
-    return ResolvedSupernet(model, str(spec), directory, dataset, note)
+    return ResolvedSupernet(model, text, results, dataset, note, directory)
+
+
+def model_card(config: dict[str, Any], param_counts: dict[str, int], metrics: dict[str, Any] | None = None) -> str:
+    """A README.md for the Hub: what it is, how it was trained, its metrics, how to load it, citations."""
+    model, train = config.get("model", {}), config.get("train", {})
+    dataset = (config.get("dataset") or {}).get("name", train.get("dataset", "unknown"))
+    note = (config.get("dataset") or {}).get("note", "")
+    rows = "\n".join(f"| {k} | {v} |" for k, v in (metrics or {}).items() if not isinstance(v, (dict, list)))
+    return f"""---
+library_name: khnet
+tags: [neural-architecture-search, nas-bench-201, hypernetwork, supernet, pytorch]
+license: mit
+---
+
+# khnet supernet: {model.get("method", "kshot-hypernet")} on {dataset}
+
+A Kshot-Hypernet supernet over the NAS-Bench-201 search space (15,625 architectures): any subnet can be
+baked out and deployed without retraining.
+
+- method: `{model.get("method")}`; C={model.get("channels")}, cells per stage={model.get("cells_per_stage")},
+  h={model.get("hidden")}, dictionary size N={model.get("num_kernels")}, classes={model.get("num_classes")}
+- parameters: {param_counts.get("total", 0) / 1e6:.3f} M in all
+- trained with `khnet train`: {json.dumps(train, sort_keys=True)}
+- data: {dataset}. {note}
+
+## Metrics
+
+| metric | value |
+| --- | --- |
+{rows or "| (not evaluated yet) | |"}
+
+## Use
+
+```python
+from khnet.hub import resolve_supernet
+supernet = resolve_supernet("hf://ORG/NAME").model
+net = supernet.subnet("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+```
+
+or `khnet sample ARCH --supernet hf://ORG/NAME -o net.pt` for a standalone network (recalibrate BatchNorm first).
+
+## Citation
+
+- {PAPER}
+- {NB201}
+"""
+
+
+def save_pretrained(supernet: torch.nn.Module, directory: str | Path, config: dict[str, Any] | None = None,
+                    metrics: dict[str, Any] | None = None) -> Path:  # fmt: skip
+    """Write ``model.safetensors``, ``config.json`` and a ``README.md`` model card into ``directory``."""
+    directory = Path(directory)
+    config = dict(config or {})
+    extra = {k: v for k, v in config.items() if k != "model"}
+    save_supernet(supernet, directory, extra=extra)
+    card = model_card({"model": supernet.config.to_dict(), **extra}, supernet.param_counts(), metrics)
+    atomic_write(directory / "README.md", lambda tmp: tmp.write_text(card))
+    return directory
+
+
+def push_to_hub(directory: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
+                token: str | None = None) -> str:  # fmt: skip
+    """Upload a ``save_pretrained`` folder to the Hub repository ``repo_id``; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        raise KhnetError("HF_HUB_OFFLINE is set: unset it to push to the Hub")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    info = api.upload_folder(folder_path=str(directory), repo_id=repo_id, revision=revision, allow_patterns=HUB_FILES)
+    return str(getattr(info, "commit_url", info))

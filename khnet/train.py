@@ -20,7 +20,6 @@ import csv
 import io
 import logging
 import math
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ from khnet.checkpoint import (
 )
 from khnet.config import ConfigError, SupernetConfig
 from khnet.data import load_dataset
+from khnet.distributed import init_from_env, local_rank
 from khnet.errors import KhnetError
 from khnet.samplers import SAMPLERS, draw_archs
 from khnet.supernet import SuperNet
@@ -470,8 +470,6 @@ def train_supernet(
     import torch.distributed as dist
 
     run_dir = Path(run_dir)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
@@ -492,9 +490,8 @@ def train_supernet(
                 f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new directory"
             )
 
-    device = _resolve_device(config.device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device = _resolve_device(config.device, local_rank())
+    rank, world_size = init_from_env(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     sync = _GradSync(world_size) if world_size > 1 else None

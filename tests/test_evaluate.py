@@ -160,3 +160,37 @@ def test_cli_eval_end_to_end(tmp_path, capsys):
     assert "Kendall tau" in out and "87.06" in out and "note:" in out
     assert main(["eval", str(run)]) == 2 and "nothing to evaluate" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing"), "1"]) == 2
+
+
+def _eval_worker(rank: int, world: int, port: int, results_dir: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    archs = [Arch.from_index(i) for i in (6111, 0, 9930, 1462, 77)]
+    records = [r.to_dict() for r in evaluate_archs(_supernet(), archs, FAST, results_dir)]
+    if rank == 0:
+        with open(out, "w") as f:
+            json.dump(records, f)
+    dist.destroy_process_group()
+
+
+def test_torchrun_shards_classes_across_ranks(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_eval_worker, args=(2, port, str(tmp_path / "res"), str(tmp_path / "out.json")), nprocs=2, join=True)
+    merged = json.loads((tmp_path / "out.json").read_text())
+    shards = {p.name: len(p.read_text().strip().splitlines()) - 1 for p in (tmp_path / "res").glob("eval-*.csv")}
+    rank1 = [name for name in shards if name.endswith("-r1.csv")]
+    assert len(shards) == 2 and len(rank1) == 1
+    assert shards[rank1[0]] == 2 and sum(shards.values()) == 5  # 5 classes split between the ranks, each once
+    single = [
+        r.to_dict() for r in evaluate_archs(_supernet(), [Arch.from_index(i) for i in (6111, 0, 9930, 1462, 77)], FAST)
+    ]
+    assert [r["accuracy"] for r in merged] == [r["accuracy"] for r in single]

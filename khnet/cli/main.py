@@ -10,6 +10,7 @@ import typer
 
 from khnet import __version__
 from khnet.cli._common import err_console
+from khnet.cli.deploy import export, sample, search, zoo_app
 from khnet.cli.evaluate import evaluate
 from khnet.cli.space import space
 from khnet.cli.train import train
@@ -27,6 +28,10 @@ app = typer.Typer(
 app.command("space")(space)
 app.command("train")(train)
 app.command("eval")(evaluate)
+app.command("sample")(sample)
+app.command("search")(search)
+app.command("export")(export)
+app.add_typer(zoo_app, name="zoo")
 
 _DEBUG = False
 

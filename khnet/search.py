@@ -1,0 +1,314 @@
+"""Search the subnets of a trained supernet for the best under FLOPs / params / latency budgets.
+
+Accuracies are supernet accuracies on the VALIDATION split (never the test set), taken from the results file
+when present and otherwise evaluated on the fly: every isomorphism class within the budget when there are at
+most ``max_evals`` of them, else regularized evolution (Real et al., 2019) with ``max_evals`` evaluations.
+Costs come from the closed form; latency is measured on the named device and cached per device.
+Isomorphic archs share an accuracy, so each class is represented by its cheapest member within the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from khnet.errors import KhnetError
+from khnet.network import NB201Net
+from khnet.space import NUM_EDGES, OP_NAMES, Arch, Cost, isomorphism_classes
+
+__all__ = [
+    "Budget",
+    "Candidate",
+    "SearchResult",
+    "measure_latency",
+    "pareto_front",
+    "parse_quantity",
+    "search_budgets",
+    "supernet_evaluator",
+]
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def parse_quantity(text: str | float, name: str = "value") -> float:
+    """``50M`` -> 5e7, ``5e7`` -> 5e7, ``0.5M`` -> 5e5, ``2`` -> 2 (k, M, G suffixes, any case)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
+    if not match:
+        raise KhnetError(f"{name} {text!r} is not a number: write e.g. 50M, 5e7 or 50000000")
+    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    if value <= 0:
+        raise KhnetError(f"{name} {text!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper bounds for one deployment target (None: unbounded).
+
+    Attributes:
+        max_mflops: MFLOPs per image (benchmark convention).
+        max_mparams: millions of parameters.
+        max_latency_ms: milliseconds per batch on the latency device.
+    """
+
+    max_mflops: float | None = None
+    max_mparams: float | None = None
+    max_latency_ms: float | None = None
+
+    def admits_cost(self, cost: Cost) -> bool:
+        """True when ``cost`` is within the FLOPs and params bounds."""
+        return (self.max_mflops is None or cost.mflops <= self.max_mflops + 1e-9) and (
+            self.max_mparams is None or cost.mparams <= self.max_mparams + 1e-12
+        )
+
+    def __str__(self) -> str:
+        parts = []
+        if self.max_mflops is not None:
+            parts.append(f"<= {self.max_mflops:g} MFLOPs")
+        if self.max_mparams is not None:
+            parts.append(f"<= {self.max_mparams:g} M params")
+        if self.max_latency_ms is not None:
+            parts.append(f"<= {self.max_latency_ms:g} ms")
+        return ", ".join(parts) or "no budget"
+
+
+@dataclass
+class Candidate:
+    """An arch with its costs and (once known) its supernet accuracy (percent) and latency (ms)."""
+
+    arch: Arch
+    iso_class: int
+    cost: Cost
+    accuracy: float | None = None
+    latency_ms: float | None = None
+
+
+@dataclass
+class SearchResult:
+    """The answer for one budget: ``winners`` best first, the Pareto front (accuracy vs MFLOPs, and latency
+    when measured), how many classes were within the budget and how many were evaluated; ``cheapest`` is
+    set when nothing meets the budget."""
+
+    budget: Budget
+    winners: list[Candidate]
+    pareto: list[Candidate]
+    feasible_classes: int
+    evaluated: int
+    strategy: str
+    cheapest: Candidate | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- latency
+def _cache_file() -> Path:
+    from khnet.data import default_data_root
+
+    return default_data_root().parent / "latency.json"
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    import platform
+
+    return f"cpu:{platform.processor() or platform.machine()}:{torch.get_num_threads()}threads"
+
+
+def measure_latency(
+    arch: Arch,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    num_classes: int = 10,
+    C: int = 16,
+    N: int = 5,
+    resolution: int = 32,
+    repeats: int = 20,
+    cache: Path | None = None,
+) -> float:
+    """Median milliseconds of one eval-mode forward of ``NB201Net(arch)`` at ``batch_size`` on ``device``
+    (after warm-up), cached per device name in ``cache`` (default ``~/.cache/khnet/latency.json``)."""
+    device = torch.device(device)
+    cache = cache or _cache_file()
+    key = f"{_device_name(device)}|{arch.index}|b{batch_size}|c{num_classes}|C{C}|N{N}|r{resolution}"
+    table = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key in table:
+        return float(table[key])
+    net = NB201Net(arch, num_classes, C, N).to(device).eval()
+    x = torch.randn(batch_size, 3, resolution, resolution, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            start = time.perf_counter()
+            net(x)
+            sync()
+            if i >= 3:
+                times.append((time.perf_counter() - start) * 1e3)
+    latency = statistics.median(times)
+    table = json.loads(cache.read_text()) if cache.is_file() else {}
+    table[key] = latency
+    from khnet.checkpoint import write_json
+
+    write_json(cache, table)
+    return latency
+
+
+# ---------------------------------------------------------------- search
+def pareto_front(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Candidates not dominated in (higher accuracy, lower MFLOPs, lower latency when known), by MFLOPs."""
+    pool = [c for c in candidates if c.accuracy is not None]
+
+    def dominates(a: Candidate, b: Candidate) -> bool:
+        la = a.latency_ms if a.latency_ms is not None and b.latency_ms is not None else 0.0
+        lb = b.latency_ms if a.latency_ms is not None and b.latency_ms is not None else 0.0
+        no_worse = a.accuracy >= b.accuracy and a.cost.mflops <= b.cost.mflops and la <= lb
+        better = a.accuracy > b.accuracy or a.cost.mflops < b.cost.mflops or la < lb
+        return no_worse and better
+
+    front = [c for c in pool if not any(dominates(o, c) for o in pool if o is not c)]
+    return sorted(front, key=lambda c: (c.cost.mflops, -c.accuracy))
+
+
+def _feasible(budget: Budget, shape: dict) -> dict[int, Candidate]:
+    """Per isomorphism class, its cheapest member within the FLOPs/params bounds."""
+    best: dict[int, Candidate] = {}
+    for members in isomorphism_classes().values():
+        for index in members:
+            arch = Arch.from_index(index)
+            cost = arch.cost(**shape)
+            if budget.admits_cost(cost) and (members[0] not in best or cost.mflops < best[members[0]].cost.mflops):
+                best[members[0]] = Candidate(arch, members[0], cost)
+    return best
+
+
+def _mutate(arch: Arch, rng: random.Random) -> Arch:
+    ops = list(arch.op_ids)
+    edge = rng.randrange(NUM_EDGES)
+    ops[edge] = rng.choice([k for k in range(len(OP_NAMES)) if k != ops[edge]])
+    return Arch(tuple(ops))
+
+
+def search_budgets(
+    budgets: Sequence[Budget],
+    evaluate: Callable[[list[Arch]], dict[int, float]],
+    top: int = 10,
+    max_evals: int = 300,
+    seed: int = 0,
+    latency: Callable[[Arch], float] | None = None,
+    shape: dict | None = None,
+) -> list[SearchResult]:
+    """The best archs for each budget.
+
+    Args:
+        budgets: one per deployment target.
+        evaluate: archs -> {iso class: accuracy percent} (e.g. supernet accuracy on the valid split); it is
+            only asked about classes it has not answered yet.
+        top: winners per budget.
+        max_evals: evaluate exhaustively when a budget admits at most this many classes, else run
+            regularized evolution with this many evaluations.
+        seed: seed of the evolution.
+        latency: arch -> milliseconds, required when a budget bounds latency.
+        shape: ``Arch.cost`` arguments (num_classes, resolution, C, N) of the deployed network.
+    """
+    shape = shape or {}
+    known: dict[int, float] = {}
+
+    def ask(cands: list[Candidate]) -> None:
+        missing = [c for c in cands if c.iso_class not in known]
+        if missing:
+            known.update(evaluate([c.arch for c in missing]))
+        for c in cands:
+            c.accuracy = known[c.iso_class]
+
+    results = []
+    for budget in budgets:
+        if budget.max_latency_ms is not None and latency is None:
+            raise KhnetError("a latency budget needs a device to measure on")
+        feasible = _feasible(budget, shape)
+        if not feasible:
+            cheapest = min((Candidate(a, 0, a.cost(**shape)) for a in Arch.all()), key=lambda c: c.cost.mflops)
+            results.append(SearchResult(budget, [], [], 0, 0, "none", cheapest=cheapest))
+            continue
+        pool = list(feasible.values())
+        if len(pool) <= max_evals:
+            ask(pool)
+            evaluated, strategy = pool, "exhaustive"
+        else:
+            evaluated, strategy = _evolve(pool, feasible, ask, max_evals, seed, shape, budget), "evolution"
+        ranked = sorted(evaluated, key=lambda c: (-c.accuracy, c.cost.mflops, c.arch.index))
+        notes = []
+        if budget.max_latency_ms is not None:
+            winners = []
+            for cand in ranked:  # measure lazily, best first, until enough winners are found
+                cand.latency_ms = latency(cand.arch)
+                if cand.latency_ms <= budget.max_latency_ms:
+                    winners.append(cand)
+                    if len(winners) == top:
+                        break
+            if not winners:
+                fastest = min(ranked, key=lambda c: c.latency_ms if c.latency_ms is not None else float("inf"))
+                results.append(SearchResult(budget, [], [], len(pool), len(evaluated), strategy, cheapest=fastest))
+                continue
+            front_pool = [c for c in ranked if c.latency_ms is not None and c.latency_ms <= budget.max_latency_ms]
+        else:
+            winners, front_pool = ranked[:top], ranked
+        results.append(
+            SearchResult(budget, winners, pareto_front(front_pool), len(pool), len(evaluated), strategy, notes=notes)
+        )
+    return results
+
+
+def _evolve(pool, feasible, ask, max_evals, seed, shape, budget) -> list[Candidate]:
+    """Regularized evolution over the feasible classes: population 32, tournaments of 8, one-edge mutations."""
+    rng = random.Random(seed)
+    keys = isomorphism_classes()
+    population_size, tournament = min(32, max_evals), 8
+    seen: dict[int, Candidate] = {}
+    population: deque[Candidate] = deque()
+    first = rng.sample(pool, population_size)
+    ask(first)
+    for c in first:
+        seen[c.iso_class] = c
+        population.append(c)
+    tries = 0
+    while len(seen) < max_evals and tries < 50 * max_evals:
+        tries += 1
+        parent = max(rng.sample(list(population), min(tournament, len(population))), key=lambda c: c.accuracy)
+        child_arch = _mutate(parent.arch, rng)
+        cls = keys[child_arch.unique_key][0]
+        if cls not in feasible:
+            continue
+        child = seen.get(cls) or feasible[cls]
+        if cls not in seen:
+            ask([child])
+            seen[cls] = child
+        population.append(child)
+        population.popleft()
+    return list(seen.values())
+
+
+def supernet_evaluator(
+    supernet: torch.nn.Module, settings, results_dir: Path | None
+) -> Callable[[list[Arch]], dict[int, float]]:
+    """``evaluate`` for ``search_budgets``: supernet accuracy (percent) per class, stored in and reused from
+    the results file; ``settings.split`` must be ``valid`` (search never selects on the test set)."""
+    from khnet.evaluate import evaluate_archs
+
+    if settings.split != "valid":
+        raise KhnetError(f"search ranks on the valid split, not {settings.split!r}: the test set is for reporting")
+
+    def evaluate(archs: list[Arch]) -> dict[int, float]:
+        return {r.iso_class: r.accuracy for r in evaluate_archs(supernet, archs, settings, results_dir)}
+
+    return evaluate

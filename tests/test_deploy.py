@@ -1,0 +1,264 @@
+"""Deployment: exported networks, BN folding, budgeted search, the Hub and the zoo."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from khnet.checkpoint import CheckpointError
+from khnet.cli.main import main
+from khnet.config import SupernetConfig
+from khnet.export import ExportError, load_network, save_network
+from khnet.hub import resolve_supernet, save_pretrained, sha256_of
+from khnet.network import NB201Net
+from khnet.search import Budget, parse_quantity, search_budgets
+from khnet.space import Arch, isomorphism_classes
+from khnet.supernet import SuperNet
+from khnet.train import TrainConfig, train_supernet
+
+TINY = SupernetConfig(channels=4, cells_per_stage=1, hidden=8, mixer_token_hidden=8, mixer_channel_hidden=16)
+ARCH = Arch.from_index(6111)
+
+
+@pytest.fixture(scope="module")
+def supernet() -> SuperNet:
+    torch.manual_seed(0)
+    net = SuperNet(TINY)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(8, 3, 32, 32), ARCH)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("deploy") / "run"
+    list(train_supernet(run, TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=2, device="cpu"), TINY))
+    return run
+
+
+def test_pt_file_runs_without_khnet_and_matches_the_supernet(tmp_path, supernet):
+    path = tmp_path / "net.pt"
+    save_network(supernet.subnet(ARCH), path)
+    x = torch.randn(7, 3, 32, 32)  # a batch size never seen at export: the batch dimension is dynamic
+    torch.save(x, tmp_path / "x.pt")
+    code = (
+        "import sys, torch\n"
+        f"m = torch.export.load({str(path)!r}).module()\n"
+        f"torch.save(m(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'y.pt')!r})\n"
+        "assert not any(k.startswith('khnet') for k in sys.modules), 'khnet was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with torch.no_grad():
+        assert torch.allclose(torch.load(tmp_path / "y.pt"), supernet(x, ARCH), atol=1e-5)
+
+
+def test_safetensors_export_loads_strictly(tmp_path, supernet):
+    path = tmp_path / "net.safetensors"
+    files = save_network(supernet.subnet(ARCH), path)
+    assert files == [path, tmp_path / "net.json"]
+    config = json.loads((tmp_path / "net.json").read_text())
+    assert config["arch"] == str(ARCH) and config["C"] == 4 and not config["batchnorm_folded"]
+    from safetensors.torch import load_file
+
+    net = NB201Net(ARCH, 10, C=4, N=1)
+    net.load_state_dict(load_file(str(path)), strict=True)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), supernet(x, ARCH), atol=1e-5)
+        assert torch.allclose(load_network(path)(x), supernet(x, ARCH), atol=1e-5)
+
+
+def test_fold_bn_export_preserves_outputs(tmp_path, supernet):
+    x = torch.randn(4, 3, 32, 32)
+    for name in ("folded.pt", "folded.safetensors"):
+        save_network(supernet.subnet(ARCH), tmp_path / name, fold=True)
+        with torch.no_grad():
+            assert (load_network(tmp_path / name)(x) - supernet(x, ARCH)).abs().max() <= 1e-4
+
+
+def test_onnx_export_checked_with_onnxruntime(tmp_path, supernet):
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "net.onnx"
+    save_network(supernet.subnet(ARCH), path)  # checks itself against onnxruntime
+    x = torch.randn(5, 3, 32, 32)
+    got = ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(got), supernet(x, ARCH), atol=1e-4)
+
+
+def test_bad_formats_and_files(tmp_path, supernet):
+    with pytest.raises(ExportError, match=r"unknown format '\.h5'"):
+        save_network(supernet.subnet(ARCH), tmp_path / "net.h5")
+    with pytest.raises(ExportError, match=r"name the output \*.pt2"):
+        save_network(supernet.subnet(ARCH), tmp_path / "net.pt", compile=True)
+    (tmp_path / "broken.pt").write_bytes(b"not a zip")
+    with pytest.raises(ExportError, match="not a readable khnet network"):
+        load_network(tmp_path / "broken.pt")
+
+
+# ---------------------------------------------------------------- search
+def fake_accuracy(cls: int) -> float:
+    return round(random.Random(cls).uniform(10, 90), 3)
+
+
+def fake_evaluate(archs):
+    keys = isomorphism_classes()
+    return {keys[a.unique_key][0]: fake_accuracy(keys[a.unique_key][0]) for a in archs}
+
+
+def brute_force(budget: Budget, top: int) -> list[tuple[int, float]]:
+    best: dict[int, tuple[float, float]] = {}
+    for members in isomorphism_classes().values():
+        for i in members:
+            cost = Arch.from_index(i).cost()
+            if budget.admits_cost(cost) and (members[0] not in best or cost.mflops < best[members[0]][1]):
+                best[members[0]] = (fake_accuracy(members[0]), cost.mflops)
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+    return [(cls, acc) for cls, (acc, _) in ranked[:top]]
+
+
+def test_search_matches_brute_force_and_respects_budgets():
+    rng = random.Random(0)
+    budgets = [
+        Budget(max_mflops=rng.uniform(8, 230), max_mparams=rng.choice([None, rng.uniform(0.1, 1.6)])) for _ in range(4)
+    ]
+    results = search_budgets(budgets, fake_evaluate, top=5, max_evals=10_000)
+    for budget, result in zip(budgets, results, strict=True):
+        assert result.strategy == "exhaustive"
+        assert [(c.iso_class, c.accuracy) for c in result.winners] == brute_force(budget, 5)
+        assert all(budget.admits_cost(c.cost) for c in result.winners + result.pareto)
+        front = result.pareto
+        assert all(a.cost.mflops <= b.cost.mflops for a, b in itertools.pairwise(front))
+    evolved = search_budgets(budgets, fake_evaluate, top=3, max_evals=60, seed=1)
+    for budget, result in zip(budgets, evolved, strict=True):
+        assert all(budget.admits_cost(c.cost) for c in result.winners)
+        assert result.evaluated <= 60 or result.strategy == "exhaustive"
+
+
+def test_latency_budget_and_impossible_budgets():
+    calls = []
+
+    def latency(arch):
+        calls.append(arch)
+        return arch.cost().mflops / 10  # a fake device: 10 MFLOPs per ms
+
+    (result,) = search_budgets([Budget(max_latency_ms=5)], fake_evaluate, top=3, max_evals=10_000, latency=latency)
+    assert result.winners and all(c.latency_ms <= 5 for c in result.winners)
+    (none,) = search_budgets([Budget(max_mflops=1)], fake_evaluate)
+    assert not none.winners and none.cheapest.cost.mflops == pytest.approx(7.78305)
+    assert [parse_quantity(v) for v in ("50M", "5e7", "50000000", "0.5m", "2k")] == [5e7, 5e7, 5e7, 5e5, 2e3]
+    with pytest.raises(Exception, match="not a number"):
+        parse_quantity("fifty")
+
+
+# ---------------------------------------------------------------- Hub and zoo
+def test_hub_round_trip_through_a_local_directory(tmp_path, supernet):
+    save_pretrained(supernet, tmp_path / "hub", {"train": {"dataset": "sample"}}, {"mean_acc": 12.3})
+    assert {p.name for p in (tmp_path / "hub").iterdir()} == {"model.safetensors", "config.json", "README.md"}
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert "NAS-Bench-201" in card and "mean_acc" in card and "Kshot-Hypernet" in card
+    loaded = resolve_supernet(tmp_path / "hub").model
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), supernet.state_dict().values(), strict=True)
+    )
+
+
+def test_hub_round_trip_through_a_prefilled_cache_offline(tmp_path, supernet):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "models--khnet-test--tiny"
+    save_pretrained(supernet, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "KHNET_RESULTS": str(tmp_path / "r"),
+    }
+    code = (
+        "from khnet.hub import resolve_supernet\n"
+        "r = resolve_supernet('hf://khnet-test/tiny')\n"
+        "print(r.model.config.channels, r.directory)\n"
+    )
+    ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert ok.returncode == 0 and ok.stdout.startswith("4 "), ok.stderr[-1500:]
+    missing = subprocess.run(
+        [sys.executable, "-m", "khnet", "eval", "hf://khnet-test/absent", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert missing.returncode == 2 and "not in the Hugging Face cache" in missing.stderr
+
+
+def test_zoo_and_corrupt_files(tmp_path, supernet, monkeypatch):
+    zoo = tmp_path / "zoo"
+    save_pretrained(supernet, zoo / "tiny")
+    entry = {"name": "tiny", "description": "test", "dataset": "sample", "method": "kshot-hypernet",
+             "source": {"path": "tiny/model.safetensors"}, "sha256": sha256_of(zoo / "tiny" / "model.safetensors"),
+             "metrics": {}, "command": "none"}  # fmt: skip
+    (zoo / "registry.json").write_text(json.dumps({"supernets": [entry]}))
+    monkeypatch.setenv("KHNET_ZOO", str(zoo))
+    assert resolve_supernet("tiny").model.config.channels == 4
+    with pytest.raises(CheckpointError, match="no zoo entry 'nope'; known: tiny"):
+        from khnet.hub import pull_from_zoo
+
+        pull_from_zoo("nope")
+    weights = zoo / "tiny" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF  # tampered
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        resolve_supernet("tiny")
+    weights.write_bytes(bytes(data[:200]))  # truncated
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        resolve_supernet(weights)
+
+
+def test_cli_sample_search_export_zoo(tmp_path, trained_run, capsys, monkeypatch):
+    monkeypatch.setenv("KHNET_ZOO", str(tmp_path / "nozoo"))
+    assert (
+        main(
+            [
+                "sample",
+                "6111",
+                "-s",
+                str(trained_run),
+                "-o",
+                str(tmp_path / "n.safetensors"),
+                "--calib-images",
+                "64",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    info = json.loads(capsys.readouterr().out)
+    assert info["index"] == 6111 and (tmp_path / "n.safetensors").is_file()
+    argv = ["search", "-s", str(trained_run), "--max-flops", "3M", "--max-flops", "0.1M", "--max-evals", "12",
+            "--top", "3", "--test-images", "64", "--calib-images", "64", "--export", str(tmp_path / "w")]  # fmt: skip
+    assert main([*argv, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 2 and results[0]["winners"] and all(w["mflops"] <= 3 for w in results[0]["winners"])
+    assert not results[1]["winners"] and results[1]["cheapest"]["mflops"] > 0.1  # nothing fits 0.1 MFLOPs
+    assert Path(results[0]["exported"]).is_file()
+    assert main(argv[:-2]) == 0
+    out = capsys.readouterr().out
+    assert "winner: index" in out and "no arch meets it" in out
+    assert main(["export", str(trained_run), "--to", str(tmp_path / "hub")]) == 0
+    assert (tmp_path / "hub" / "README.md").is_file()
+    assert main(["zoo", "pull", "missing"]) == 2 and "no zoo entry" in capsys.readouterr().err
+    assert main(["search", "-s", str(trained_run), "--max-flops", "fifty"]) == 2
