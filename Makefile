@@ -19,12 +19,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # The main job on the embedded default, offline: train a proxy supernet on the shipped CIFAR-10 sample for
-# one epoch, then evaluate 20 of its subnets against the benchmark.
+# one epoch, evaluate 20 of its subnets against the benchmark, then search the zoo's demo supernet for the
+# best subnet under 50 MFLOPs.
 RUN_DIR := runs/make-run
 run: install
 	rm -rf $(RUN_DIR)
 	KHNET_OFFLINE=1 HF_HUB_OFFLINE=1 $(BIN)/khnet train --dataset sample --epochs 1 --proxy --seed 0 -o $(RUN_DIR)
 	KHNET_OFFLINE=1 HF_HUB_OFFLINE=1 $(BIN)/khnet eval $(RUN_DIR) --sample 20 --split valid --plots $(RUN_DIR)/plots
+	KHNET_OFFLINE=1 HF_HUB_OFFLINE=1 KHNET_RESULTS=$(RUN_DIR)/zoo-results $(BIN)/khnet search --supernet demo-sample \
+		--max-flops 50M --max-evals 60 --top 5
 
 lint: install
 	$(BIN)/ruff check .

@@ -45,20 +45,7 @@ def median_time(fn, repeats: int, warmup: int = 1) -> float:
 
 def naive_pass(model: SuperNet, x: torch.Tensor, op_weights: torch.Tensor) -> torch.Tensor:
     """Every op on every edge, weighted by ``op_weights`` (one-hot for a subnet), weight-sharing kernels."""
-    generated = model.kernels(op_weights, dict.fromkeys(model.kernels.groups))
-    h = model.stem(x)
-    for cell, slot in zip(model.cells, model.cell_stage, strict=True):
-        if slot is None:
-            h = cell(h)
-            continue
-        stage, c = slot
-        kernels = {
-            (e, op): generated[f"s{stage}_k{k}"][c * 6 + e]
-            for e in range(6)
-            for op, k in (("nor_conv_1x1", 1), ("nor_conv_3x3", 3))
-        }
-        h = cell.forward_mixed(h, op_weights, kernels)
-    return model.classifier(model.global_pooling(model.lastact(h)).flatten(1))
+    return model.forward_mixed(x, op_weights)
 
 
 def main() -> None:

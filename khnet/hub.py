@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class ResolvedSupernet:
         dataset: the dataset it was trained on, or None when unknown.
         data_note: the caveat recorded at training time ('' if none).
         directory: the folder holding its files.
+        train: the training settings from its config.json ({} when unknown); ``seed`` and ``valid_fraction``
+            fix which training images were held out as the validation split.
     """
 
     model: torch.nn.Module
@@ -61,6 +63,14 @@ class ResolvedSupernet:
     dataset: str | None
     data_note: str
     directory: Path
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def split_settings(self) -> dict[str, Any]:
+        """``EvalSettings`` fields that reproduce the training run's train/valid split."""
+        return {
+            "split_seed": int(self.train.get("seed", 0)),
+            "valid_fraction": float(self.train.get("valid_fraction", 0.1)),
+        }
 
 
 def sha256_of(path: str | Path) -> str:
@@ -159,13 +169,14 @@ def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> Re
         results = path if path.is_dir() else path.parent
     model = load_supernet(path, device=device).eval()
     directory = path if path.is_dir() else path.parent
-    dataset, note = None, ""
+    dataset, note, train = None, "", {}
     config_file = directory / CONFIG_FILE
     if config_file.is_file():
         data = json.loads(config_file.read_text())
-        dataset = (data.get("dataset") or {}).get("name") or (data.get("train") or {}).get("dataset")
+        train = data.get("train") or {}
+        dataset = (data.get("dataset") or {}).get("name") or train.get("dataset")
         note = (data.get("dataset") or {}).get("note", "")
-    return ResolvedSupernet(model, text, results, dataset, note, directory)
+    return ResolvedSupernet(model, text, results, dataset, note, directory, train)
 
 
 def model_card(config: dict[str, Any], param_counts: dict[str, int], metrics: dict[str, Any] | None = None) -> str:

@@ -105,7 +105,8 @@ def search(
     cfg = resolved.model.config
     data = dataset or resolved.dataset or "sample"
     settings = EvalSettings(dataset=data, split="valid", test_images=test_images, calib_images=calib_images,
-                            calib_seed=seed, data_dir=str(data_dir) if data_dir else None)  # fmt: skip
+                            calib_seed=seed, data_dir=str(data_dir) if data_dir else None,
+                            **resolved.split_settings())  # fmt: skip
     shape = {"num_classes": cfg.num_classes, "C": cfg.channels, "N": cfg.cells_per_stage}
 
     def latency(arch):
@@ -160,7 +161,7 @@ def _report(results, resolved, settings, exported, json_output: bool) -> None:
         table = Table(title=f"Budget {i + 1}: {r.budget} ({r.feasible_classes} classes fit, {r.evaluated} evaluated, "
                       f"{r.strategy})", title_justify="left")  # fmt: skip
         for column in ("", "index", "arch", "MFLOPs", "M params", "valid acc %", "ms", "NB201 C10 test %"):
-            table.add_column(column, justify="left" if column == "arch" else "right")
+            table.add_column(column, justify="left" if column == "arch" else "right", overflow="fold")
         front = {id(c) for c in r.pareto}
         for c in r.winners:
             d = _candidate(c)

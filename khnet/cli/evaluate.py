@@ -57,7 +57,7 @@ def evaluate(
     settings = EvalSettings(
         dataset=dataset or resolved.dataset or "sample", split=split, test_images=test_images,
         calib_images=calib_images, calib_seed=seed, batch_size=batch_size,
-        data_dir=str(data_dir) if data_dir else None,
+        data_dir=str(data_dir) if data_dir else None, **resolved.split_settings(),
     )  # fmt: skip
     records = []
     quiet = json_output or os.environ.get("RANK", "0") != "0"
@@ -92,7 +92,7 @@ def evaluate(
 def _print(records, summary) -> None:
     table = Table(title="Subnets from the supernet (accuracy %)", title_justify="left")
     for column in ("index", "arch", "MFLOPs", "M params", "accuracy", "benchmark", "reused"):
-        table.add_column(column, justify="left" if column == "arch" else "right")
+        table.add_column(column, justify="left" if column == "arch" else "right", overflow="fold")
     shown = sorted(records, key=lambda r: -r.accuracy)
     for r in shown[:50]:
         bench = f"{r.benchmark_accuracy:.2f}" if r.benchmark_accuracy is not None else "-"
