@@ -538,6 +538,7 @@ def train_supernet(
         "train": config.to_dict(),
         "dataset": {"name": train_set.info.name, "note": train_set.info.note, "benchmark": train_set.info.benchmark},
         "khnet_version": __version__,
+        "param_counts": model.param_counts(),
     }
 
     def save(reason: str) -> str:

@@ -161,7 +161,7 @@ def _report(results, resolved, settings, exported, json_output: bool) -> None:
         table = Table(title=f"Budget {i + 1}: {r.budget} ({r.feasible_classes} classes fit, {r.evaluated} evaluated, "
                       f"{r.strategy})", title_justify="left")  # fmt: skip
         for column in ("", "index", "arch", "MFLOPs", "M params", "valid acc %", "ms", "NB201 C10 test %"):
-            table.add_column(column, justify="left" if column == "arch" else "right", overflow="fold")
+            table.add_column(column, justify="left" if column == "arch" else "right", overflow="ellipsis", no_wrap=True)
         front = {id(c) for c in r.pareto}
         for c in r.winners:
             d = _candidate(c)

@@ -92,7 +92,7 @@ def evaluate(
 def _print(records, summary) -> None:
     table = Table(title="Subnets from the supernet (accuracy %)", title_justify="left")
     for column in ("index", "arch", "MFLOPs", "M params", "accuracy", "benchmark", "reused"):
-        table.add_column(column, justify="left" if column == "arch" else "right", overflow="fold")
+        table.add_column(column, justify="left" if column == "arch" else "right", overflow="ellipsis", no_wrap=True)
     shown = sorted(records, key=lambda r: -r.accuracy)
     for r in shown[:50]:
         bench = f"{r.benchmark_accuracy:.2f}" if r.benchmark_accuracy is not None else "-"

@@ -140,6 +140,13 @@ def _render(events, directory: Path) -> None:
                     f"Continue with: khnet train --resume {event.run_dir}",
                     highlight=False,
                 )
+    config_file = Path(directory) / "config.json"
+    if config_file.is_file():
+        import json
+
+        counts = json.loads(config_file.read_text()).get("param_counts", {})
+        parts = ", ".join(f"{k} {v / 1e6:.3f}" for k, v in counts.items() if k != "total")
+        out_console.print(f"parameters (M): {counts.get('total', 0) / 1e6:.3f} in all ({parts})", highlight=False)
     if epochs:
         table = Table(title=f"Training summary: {directory}", title_justify="left")
         for column in ("epoch", "teacher loss", "teacher train acc %", "subnet loss", "seconds", "img/s"):
