@@ -89,6 +89,11 @@ class TrainConfig:
         tau: Focus-Fair temperature.
         num_subnets: subnets per step (K).
         distill: subnets learn the teacher's soft labels (True) or the true labels (False, Table 3 ablation).
+        distill_warmup_epochs: with ``distill``, subnets learn the true labels for this many first epochs and
+            the soft labels after (0 = the paper). An untrained teacher's soft labels are near uniform, and
+            K subnets pulling the shared weights towards them slow the teacher down (experiments/).
+        subnet_reduction: ``sum`` accumulates the K subnet gradients as FairNAS does (the paper); ``mean``
+            divides them by K, so the subnets weigh as much as the teacher.
         grad_clip: max gradient norm per step, or None for no clipping (the paper does not clip).
         valid_fraction: share of the training images held out for validation (never trained on).
         max_steps_per_epoch: cap on steps per epoch (quick experiments), or None for full epochs.
@@ -113,6 +118,8 @@ class TrainConfig:
     tau: float = 1.5
     num_subnets: int = 5
     distill: bool = True
+    distill_warmup_epochs: int = 0
+    subnet_reduction: str = "sum"
     grad_clip: float | None = None
     valid_fraction: float = 0.1
     max_steps_per_epoch: int | None = None
@@ -133,8 +140,12 @@ class TrainConfig:
                 f"lr={self.lr}, min_lr={self.min_lr}, weight_decay={self.weight_decay}, tau={self.tau}: "
                 "lr and tau must be positive, min_lr and weight_decay non-negative"
             )
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be >= 0")
+        if self.warmup_epochs < 0 or self.distill_warmup_epochs < 0:
+            raise ConfigError(
+                f"warmup_epochs={self.warmup_epochs}, distill_warmup_epochs={self.distill_warmup_epochs} must be >= 0"
+            )
+        if self.subnet_reduction not in ("sum", "mean"):
+            raise ConfigError(f"subnet_reduction={self.subnet_reduction!r}; choose sum or mean")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
         if self.sampler != "uniform" and self.num_subnets > 5:
@@ -239,8 +250,14 @@ def train_step(
     sync: _GradSync | None = None,
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    distill: bool | None = None,
 ) -> tuple[float, float, float]:
-    """One iteration of Algorithm 1; returns (teacher loss, mean subnet loss, teacher batch accuracy)."""
+    """One iteration of Algorithm 1; returns (teacher loss, mean subnet loss, teacher batch accuracy).
+
+    ``distill`` overrides ``config.distill`` for this step (the loop uses it for ``distill_warmup_epochs``).
+    """
+    distill = config.distill if distill is None else distill
+    scale = 1.0 / config.num_subnets if config.subnet_reduction == "mean" else 1.0
     autocast = torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
 
     # a. teacher: the full supernet on the labels, a step with weight decay (weights and beta)
@@ -259,8 +276,8 @@ def train_step(
     for arch in archs:
         with autocast:
             logits = model(x, arch, warmup=warmup)
-            loss = _soft_cross_entropy(logits, soft_labels) if config.distill else F.cross_entropy(logits.float(), y)
-        _backward(loss, scaler)  # gradients of the K subnets accumulate
+            loss = _soft_cross_entropy(logits, soft_labels) if distill else F.cross_entropy(logits.float(), y)
+        _backward(loss * scale, scaler)  # gradients of the K subnets accumulate
         loss_subnets += loss.item() / len(archs)
 
     # c. one step without weight decay
@@ -589,7 +606,10 @@ def train_supernet(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 try:
-                    losses = train_step(model, optimizer, x, y, generator, config, warmup, sync, amp_dtype, scaler)
+                    distill = config.distill and state.epoch >= config.distill_warmup_epochs
+                    losses = train_step(
+                        model, optimizer, x, y, generator, config, warmup, sync, amp_dtype, scaler, distill
+                    )
                 except TrainingDiverged as err:
                     raise TrainingDiverged(
                         f"{err} at epoch {state.epoch + 1} step {state.step + 1}; stopped, the last good checkpoint "

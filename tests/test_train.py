@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 from khnet.checkpoint import CheckpointError, load_supernet, state_hash
 from khnet.cli.main import main
-from khnet.config import SupernetConfig
+from khnet.config import ConfigError, SupernetConfig
 from khnet.errors import KhnetError
 from khnet.supernet import SuperNet
 from khnet.train import (
@@ -206,3 +206,32 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["channels"] == 8
     code = main(["train", "--resume", str(tmp_path / "nowhere")])
     assert code == 2 and "no checkpoint" in capsys.readouterr().err
+
+
+def test_distillation_schedule_options(monkeypatch):
+    import khnet.train as train_module
+
+    calls, scaled = [], []
+    real_soft, real_backward = train_module._soft_cross_entropy, train_module._backward
+    monkeypatch.setattr(train_module, "_soft_cross_entropy", lambda *a: calls.append(1) or real_soft(*a))
+    monkeypatch.setattr(
+        train_module, "_backward", lambda loss, scaler: scaled.append(loss.item()) or real_backward(loss, scaler)
+    )
+    model = SuperNet(TINY_MODEL)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for reduction in ("sum", "mean"):
+        config = TrainConfig(subnet_reduction=reduction, num_subnets=4)
+        optimizer = build_optimizer(model, config)
+        calls.clear(), scaled.clear()
+        _, mean_loss, _ = train_step(
+            model, optimizer, x, y, torch.Generator().manual_seed(0), config, False, distill=False
+        )
+        assert calls == []  # labels, not soft labels
+        factor = 4 if reduction == "mean" else 1
+        assert sum(scaled[1:]) * factor == pytest.approx(mean_loss * 4, rel=1e-5)
+        train_step(model, optimizer, x, y, torch.Generator().manual_seed(0), config, False)
+        assert len(calls) == 4
+    with pytest.raises(ConfigError, match="subnet_reduction"):
+        TrainConfig(subnet_reduction="max")
+    with pytest.raises(ConfigError, match="distill_warmup_epochs=-1"):
+        TrainConfig(distill_warmup_epochs=-1)

@@ -55,6 +55,12 @@ def train(
     distill: Annotated[
         bool, typer.Option("--distill/--no-distill", help="Subnets learn the teacher's soft labels.")
     ] = True,
+    distill_warmup_epochs: Annotated[
+        int, typer.Option(help="Subnets learn the labels for this many first epochs, then the soft labels.")
+    ] = 0,
+    subnet_reduction: Annotated[
+        str, typer.Option(help="sum (FairNAS, the paper) or mean of the K subnet losses.")
+    ] = "sum",
     grad_clip: Annotated[float | None, typer.Option(help="Clip the gradient norm (off by default).")] = None,
     max_steps_per_epoch: Annotated[int | None, typer.Option(help="Cap steps per epoch (quick runs).")] = None,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Save and stop after this many epochs.")] = None,
@@ -81,6 +87,7 @@ def train(
             dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=epochs or 300,
             batch_size=batch_size, lr=lr, min_lr=min_lr, momentum=momentum, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs, sampler=sampler, tau=tau, num_subnets=num_subnets, distill=distill,
+            distill_warmup_epochs=distill_warmup_epochs, subnet_reduction=subnet_reduction,
             grad_clip=grad_clip, max_steps_per_epoch=max_steps_per_epoch, seed=seed, device=device,
             channels_last=channels_last, amp=amp, num_workers=workers,
         )  # fmt: skip
