@@ -25,6 +25,7 @@ import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
@@ -270,11 +271,11 @@ def _sample() -> Source:
     return decode("train"), arrays["train_labels"], decode("test"), arrays["test_labels"], info
 
 
-_SOURCES: dict[str, Callable[[Path, int], Source]] = {
-    "cifar10": lambda root, res: _torchvision_cifar("cifar10", root),
-    "cifar100": lambda root, res: _torchvision_cifar("cifar100", root),
-    "imagenet16-120": lambda root, res: _imagenet16(root),
-    "sample": lambda root, res: _sample(),
+_SOURCES: dict[str, Callable[[Path], Source]] = {  # name -> reader given the data root
+    "cifar10": partial(_torchvision_cifar, "cifar10"),
+    "cifar100": partial(_torchvision_cifar, "cifar100"),
+    "imagenet16-120": _imagenet16,
+    "sample": lambda root: _sample(),  # shipped inside khnet: no root needed
 }
 
 
@@ -283,7 +284,7 @@ def _read_source(name: str, root: Path, resolution: int) -> Source:
         return _image_folder(Path(name.split(":", 1)[1]).expanduser(), resolution)
     if name not in _SOURCES:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
-    return _SOURCES[name](root, resolution)
+    return _SOURCES[name](root)
 
 
 _CACHE: dict[tuple[str, str, int], Source] = {}

@@ -16,7 +16,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -107,7 +107,6 @@ class SearchResult:
     evaluated: int
     strategy: str
     cheapest: Candidate | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- latency
@@ -247,7 +246,6 @@ def search_budgets(
         else:
             evaluated, strategy = _evolve(pool, feasible, ask, max_evals, seed, shape, budget), "evolution"
         ranked = sorted(evaluated, key=lambda c: (-c.accuracy, c.cost.mflops, c.arch.index))
-        notes = []
         if budget.max_latency_ms is not None:
             winners = []
             for cand in ranked:  # measure lazily, best first, until enough winners are found
@@ -263,9 +261,7 @@ def search_budgets(
             front_pool = [c for c in ranked if c.latency_ms is not None and c.latency_ms <= budget.max_latency_ms]
         else:
             winners, front_pool = ranked[:top], ranked
-        results.append(
-            SearchResult(budget, winners, pareto_front(front_pool), len(pool), len(evaluated), strategy, notes=notes)
-        )
+        results.append(SearchResult(budget, winners, pareto_front(front_pool), len(pool), len(evaluated), strategy))
     return results
 
 
