@@ -9,7 +9,7 @@ from typing import Any
 
 from khnet.errors import KhnetError
 
-__all__ = ["METHODS", "ConfigError", "SupernetConfig"]
+__all__ = ["METHODS", "ConfigError", "JsonConfig", "SupernetConfig"]
 
 METHODS = ("kshot-hypernet", "kshot", "weight-sharing")
 _DEFAULT_KERNELS = {"kshot-hypernet": 64, "kshot": 12, "weight-sharing": 1}
@@ -19,8 +19,27 @@ class ConfigError(KhnetError, ValueError):
     """An invalid configuration value."""
 
 
+class JsonConfig:
+    """``to_dict`` / ``from_dict`` for config dataclasses: unknown keys are an error, missing keys take defaults."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, JSON-ready."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Build from ``to_dict`` output."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; known keys: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+
 @dataclass
-class SupernetConfig:
+class SupernetConfig(JsonConfig):
     """How a supernet is built. Defaults are the paper's (NAS-Bench-201 skeleton, h=32, N=64).
 
     Attributes:
@@ -66,19 +85,6 @@ class SupernetConfig:
             raise ConfigError(
                 f"cab_reduction={self.cab_reduction} exceeds num_kernels={self.num_kernels}; use at most num_kernels"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values, JSON-ready."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SupernetConfig:
-        """Build from ``to_dict`` output; unknown keys are an error, missing keys take defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
-        return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
         """Write ``config.json`` atomically."""

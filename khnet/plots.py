@@ -25,8 +25,14 @@ def _figure():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _finish(plt, fig, ax, title: str, note: str, path: Path) -> Path:
+    """Title, legend and caveat, then write the PNG atomically and close the figure."""
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    if note:
+        fig.text(0.01, -0.02, note, fontsize=6, wrap=True)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)
     return path
 
 
@@ -45,13 +51,8 @@ def plot_distribution(records: Sequence[EvalRecord], out_dir: str | Path, note: 
         )
     ax.set_xlabel("accuracy (%)")
     ax.set_ylabel("archs")
-    ax.set_title(f"Accuracy distribution of {len(records)} subnets", fontsize=10)
-    ax.legend(fontsize=8)
-    if note:
-        fig.text(0.01, -0.02, note, fontsize=6, wrap=True)
-    path = _save(fig, Path(out_dir) / "accuracy_distribution.png")
-    plt.close(fig)
-    return path
+    title = f"Accuracy distribution of {len(records)} subnets"
+    return _finish(plt, fig, ax, title, note, Path(out_dir) / "accuracy_distribution.png")
 
 
 def plot_accuracy_vs_rank(records: Sequence[EvalRecord], out_dir: str | Path, note: str = "") -> Path:
@@ -67,10 +68,5 @@ def plot_accuracy_vs_rank(records: Sequence[EvalRecord], out_dir: str | Path, no
     else:
         ax.text(0.5, 0.5, "no benchmark accuracies for this dataset", ha="center", transform=ax.transAxes)
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Accuracy against the benchmark's rank ({len(ranked)} archs)", fontsize=10)
-    ax.legend(fontsize=8)
-    if note:
-        fig.text(0.01, -0.02, note, fontsize=6, wrap=True)
-    path = _save(fig, Path(out_dir) / "accuracy_vs_rank.png")
-    plt.close(fig)
-    return path
+    title = f"Accuracy against the benchmark's rank ({len(ranked)} archs)"
+    return _finish(plt, fig, ax, title, note, Path(out_dir) / "accuracy_vs_rank.png")

@@ -24,7 +24,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from khnet.checkpoint import (
     state_hash,
     write_json,
 )
-from khnet.config import ConfigError, SupernetConfig
+from khnet.config import ConfigError, JsonConfig, SupernetConfig
 from khnet.data import load_dataset
 from khnet.distributed import init_from_env, local_rank
 from khnet.errors import KhnetError
@@ -72,7 +72,7 @@ class TrainingDiverged(KhnetError):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How a supernet is trained. Defaults are the paper's (Section 4, Algorithm 1).
 
     Attributes:
@@ -154,19 +154,6 @@ class TrainConfig:
             raise ConfigError(f"amp={self.amp!r}; choose auto, off, bf16 or fp16")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(f"max_steps_per_epoch={self.max_steps_per_epoch} must be positive or None")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values, JSON-ready."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from ``to_dict`` output; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown train config key(s) {', '.join(unknown)}")
-        return cls(**data)
 
 
 @dataclass
