@@ -9,7 +9,7 @@ the ranking is comparable).
 Variants: paper (soft labels only, K subnet losses summed), no-distill (labels), mean (soft labels, losses
 divided by K), label-warmup (labels for the first epoch, soft labels after).
 
-Run:  python experiments/distill_schedule.py [--epochs 3] [--archs 20]
+Run:  python experiments/distill_schedule.py [--epochs 3] [--archs 20] [--method kshot-hypernet]
 Writes experiments/results/distill_schedule.csv.
 """
 
@@ -40,9 +40,10 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=20)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--method", default="kshot-hypernet", help="kshot-hypernet, kshot or weight-sharing")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/distill_schedule.csv"))
     args = parser.parse_args()
-    model = SupernetConfig(channels=8, cells_per_stage=1)
+    model = SupernetConfig(method=args.method, channels=8, cells_per_stage=1)
     archs = stratified_sample(args.archs, seed=0)
     rows = []
     for name in args.variants.split(","):
@@ -54,7 +55,7 @@ def main() -> None:
             supernet = load_supernet(Path(tmp) / "run")
         records = list(evaluate_archs(supernet, archs, EvalSettings(dataset="sample", split="valid", calib_images=512)))
         s = summarize(records, "", "cifar10")
-        row = {"variant": name, "epochs": args.epochs, "lr": args.lr,
+        row = {"method": args.method, "variant": name, "epochs": args.epochs, "lr": args.lr,
                "teacher_train_acc_last_epoch": round(epochs[-1].acc_teacher, 2),
                "subnet_loss_last_epoch": round(epochs[-1].loss_subnets, 4),
                "subnets_valid_mean": round(s["mean_accuracy"], 2), "subnets_valid_max": round(s["max_accuracy"], 2),
