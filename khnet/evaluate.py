@@ -316,6 +316,7 @@ def evaluate_archs(
     results_dir: str | Path | None = None,
     ground_truth: ShippedGroundTruth | None = None,
     channels_last: bool = True,
+    model_hash: str | None = None,
 ) -> Iterator[EvalRecord]:
     """Evaluate ``archs`` from ``supernet`` (bake, recalibrate BN, test), one record per arch, in order.
 
@@ -326,6 +327,8 @@ def evaluate_archs(
         results_dir: where results are stored and reused (None: no file).
         ground_truth: the benchmark table for ``benchmark_accuracy`` (default: the shipped one).
         channels_last: run the subnets in NHWC (faster on this CPU and on GPUs; same results up to rounding).
+        model_hash: ``state_hash`` of the supernet when the caller already has it (repeated calls on one
+            unchanged supernet, as in search); computed otherwise.
     """
     import torch.distributed as dist
 
@@ -334,7 +337,7 @@ def evaluate_archs(
     gt = ground_truth or ShippedGroundTruth.load()
     param = next(supernet.parameters(), None)
     rank, world = init_from_env(param.device if param is not None else torch.device("cpu"))
-    model_hash = state_hash(supernet.state_dict())
+    model_hash = model_hash or state_hash(supernet.state_dict())
     members = isomorphism_classes()
     rep_of = {a: members[a.unique_key][0] for a in archs}
     wanted = list(dict.fromkeys(rep_of[a] for a in archs))  # in the order asked for

@@ -155,7 +155,6 @@ def measure_latency(
             if i >= 3:
                 times.append((time.perf_counter() - start) * 1e3)
     latency = statistics.median(times)
-    table = json.loads(cache.read_text()) if cache.is_file() else {}
     table[key] = latency
     from khnet.checkpoint import write_json
 
@@ -179,15 +178,21 @@ def pareto_front(candidates: Iterable[Candidate]) -> list[Candidate]:
     return sorted(front, key=lambda c: (c.cost.mflops, -c.accuracy))
 
 
-def _feasible(budget: Budget, shape: dict) -> dict[int, Candidate]:
+def _member_costs(shape: dict) -> list[tuple[int, Arch, Cost]]:
+    """(isomorphism class, arch, cost) for all 15,625 archs, computed once per search."""
+    return [
+        (members[0], arch, arch.cost(**shape))
+        for members in isomorphism_classes().values()
+        for arch in map(Arch.from_index, members)
+    ]
+
+
+def _feasible(budget: Budget, member_costs: list[tuple[int, Arch, Cost]]) -> dict[int, Candidate]:
     """Per isomorphism class, its cheapest member within the FLOPs/params bounds."""
     best: dict[int, Candidate] = {}
-    for members in isomorphism_classes().values():
-        for index in members:
-            arch = Arch.from_index(index)
-            cost = arch.cost(**shape)
-            if budget.admits_cost(cost) and (members[0] not in best or cost.mflops < best[members[0]].cost.mflops):
-                best[members[0]] = Candidate(arch, members[0], cost)
+    for cls, arch, cost in member_costs:
+        if budget.admits_cost(cost) and (cls not in best or cost.mflops < best[cls].cost.mflops):
+            best[cls] = Candidate(arch, cls, cost)
     return best
 
 
@@ -231,12 +236,14 @@ def search_budgets(
             c.accuracy = known[c.iso_class]
 
     results = []
+    member_costs = _member_costs(shape)
     for budget in budgets:
         if budget.max_latency_ms is not None and latency is None:
             raise KhnetError("a latency budget needs a device to measure on")
-        feasible = _feasible(budget, shape)
+        feasible = _feasible(budget, member_costs)
         if not feasible:
-            cheapest = min((Candidate(a, 0, a.cost(**shape)) for a in Arch.all()), key=lambda c: c.cost.mflops)
+            cls, arch, cost = min(member_costs, key=lambda m: (m[2].mflops, m[1].index))
+            cheapest = Candidate(arch, cls, cost)
             results.append(SearchResult(budget, [], [], 0, 0, "none", cheapest=cheapest))
             continue
         pool = list(feasible.values())
@@ -304,7 +311,12 @@ def supernet_evaluator(
     if settings.split != "valid":
         raise KhnetError(f"search ranks on the valid split, not {settings.split!r}: the test set is for reporting")
 
+    from khnet.checkpoint import state_hash
+
+    model_hash = state_hash(supernet.state_dict())  # once: the supernet does not change during a search
+
     def evaluate(archs: list[Arch]) -> dict[int, float]:
-        return {r.iso_class: r.accuracy for r in evaluate_archs(supernet, archs, settings, results_dir)}
+        records = evaluate_archs(supernet, archs, settings, results_dir, model_hash=model_hash)
+        return {r.iso_class: r.accuracy for r in records}
 
     return evaluate

@@ -45,7 +45,7 @@ from khnet.checkpoint import (
     write_json,
 )
 from khnet.config import ConfigError, JsonConfig, SupernetConfig
-from khnet.data import load_dataset
+from khnet.data import default_num_workers, load_dataset
 from khnet.distributed import init_from_env, local_rank
 from khnet.errors import KhnetError
 from khnet.samplers import SAMPLERS, draw_archs
@@ -412,7 +412,7 @@ def _epoch_batches(dataset, config: TrainConfig, epoch: int, start_step: int, st
         batch_size=config.batch_size,
         shuffle=False,
         drop_last=True,
-        num_workers=config.num_workers if config.num_workers is not None else 0,
+        num_workers=config.num_workers if config.num_workers is not None else default_num_workers(),
         pin_memory=pin,
         generator=torch.Generator().manual_seed(config.seed * 7919 + epoch * 131 + start_step),
     )
