@@ -1,0 +1,263 @@
+"""Issue 7: the reproduction study at CPU scale. The protocol is fixed at the top of docs/results.md.
+
+Every run is driven by khnet itself (``python -m khnet train`` / ``eval``; ``khnet.scratch`` for the
+from-scratch baseline), resumes where it stopped, and writes small CSVs to experiments/results/proxy/.
+
+    python experiments/proxy_data.py                       # once: data/cifar10-proxy (11,000 + 10,000 JPEGs)
+    python experiments/proxy_study.py train khn [--stop-after-epochs K]   # runs/proxy/khn, resumable
+    python experiments/proxy_study.py eval khn             # the 100-arch sample on the test set
+    python experiments/proxy_study.py scratch [--limit K]  # the 20 from-scratch archs, resumable
+    python experiments/proxy_study.py report               # summary.csv, PNGs in docs/, markdown to stdout
+
+Runs (NAME): khn (Kshot-Hypernet, the study's recipe), kshot (N=12), ws (weight sharing), khn-nodistill,
+khn-fairnas, khn-sum (the paper's sum of the K subnet losses). Wall time of every call is appended to
+experiments/results/proxy/walltime.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from khnet.benchmark import ShippedGroundTruth
+from khnet.evaluate import stratified_sample
+from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
+from khnet.scratch import train_from_scratch
+from khnet.space import Arch
+from khnet.train import TrainConfig
+
+# ---------------------------------------------------------------- the protocol (docs/results.md)
+DATASET = "imagefolder:data/cifar10-proxy"
+CHANNELS, CELLS = 8, 1
+EPOCHS, BATCH, LR, WARMUP_EPOCHS = 15, 128, 0.2, 1
+SAMPLE_SIZE, SCRATCH_EVERY = 100, 5  # the arch sample; every 5th of it (by cost) is trained from scratch
+COMMON = [
+    "--dataset", DATASET, "--channels", str(CHANNELS), "--cells-per-stage", str(CELLS), "--epochs", str(EPOCHS),
+    "--batch-size", str(BATCH), "--lr", str(LR), "--warmup-epochs", str(WARMUP_EPOCHS), "--seed", "0",
+    "--subnet-reduction", "mean", "--workers", "0",
+]  # fmt: skip
+RUNS = {
+    "khn": ["--method", "kshot-hypernet"],
+    "kshot": ["--method", "kshot", "--num-kernels", "12"],
+    "ws": ["--method", "weight-sharing"],
+    "khn-nodistill": ["--method", "kshot-hypernet", "--no-distill"],
+    "khn-fairnas": ["--method", "kshot-hypernet", "--sampler", "fairnas"],
+    "khn-sum": ["--method", "kshot-hypernet", "--subnet-reduction", "sum"],
+}
+RUNS_DIR = Path("runs/proxy")
+OUT = Path("experiments/results/proxy")
+
+
+def sample() -> list[Arch]:
+    """The study's arch sample: 100 archs, one per MFLOPs stratum, seed 0 (what ``khnet eval --sample 100``
+    evaluates)."""
+    return stratified_sample(SAMPLE_SIZE, seed=0)
+
+
+def scratch_archs() -> list[Arch]:
+    """Every 5th arch of the sample (it is sorted by cost): 20 archs across the whole cost range."""
+    return sample()[SCRATCH_EVERY // 2 :: SCRATCH_EVERY]
+
+
+def _log_time(what: str, seconds: float, detail: str = "") -> None:
+    path = OUT / "walltime.csv"
+    new = not path.is_file()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["what", "seconds", "detail", "finished"])
+        writer.writerow([what, round(seconds, 1), detail, time.strftime("%Y-%m-%dT%H:%M:%S")])
+
+
+def _khnet(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "khnet", *args], check=True, text=True, stdout=subprocess.PIPE)
+
+
+# ---------------------------------------------------------------- train / eval / scratch
+def train(name: str, stop_after_epochs: int | None) -> None:
+    run_dir = RUNS_DIR / name
+    args = ["train", *COMMON, *RUNS[name], "-o", str(run_dir)]
+    if (run_dir / "checkpoint.pt").is_file():
+        args = ["train", "--resume", str(run_dir), "--epochs", str(EPOCHS)]
+    if stop_after_epochs:
+        args += ["--stop-after-epochs", str(stop_after_epochs)]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "khnet", *args], check=True)
+    _log_time(f"train {name}", time.perf_counter() - start, " ".join(args))
+
+
+def evaluate(name: str) -> None:
+    """``khnet eval runs/proxy/NAME --sample 100 --split test --json`` -> eval_NAME.csv (one row per arch)."""
+    run_dir = RUNS_DIR / name
+    config = json.loads((run_dir / "config.json").read_text())
+    progress = json.loads((run_dir / "config.json").read_text()).get("progress") or {}
+    start = time.perf_counter()
+    result = json.loads(_khnet("eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json").stdout)
+    _log_time(f"eval {name}", time.perf_counter() - start, f"{len(result['records'])} archs, test split")
+    epochs = config["train"]["epochs"] if not progress else progress.get("epoch")
+    rows = [
+        {"run": name, "epochs": epochs, "index": r["index"], "arch": r["arch"], "mflops": round(r["mflops"], 4),
+         "test_accuracy": round(r["accuracy"], 2), "nb201_cifar10_test": r["benchmark_accuracy"]}
+        for r in result["records"]
+    ]  # fmt: skip
+    _write_csv(OUT / f"eval_{name}.csv", rows)
+
+
+def scratch(limit: int | None) -> None:
+    """Train the 20 scratch archs for the same epochs, batch, lr and data as the supernets (resumable)."""
+    path = OUT / "scratch.csv"
+    done = {int(r["index"]) for r in _read_csv(path)} if path.is_file() else set()
+    config = TrainConfig(dataset=DATASET, epochs=EPOCHS, batch_size=BATCH, lr=LR, seed=0, device="cpu", num_workers=0)
+    todo = [a for a in scratch_archs() if a.index not in done][:limit]
+    for arch in todo:
+        result = train_from_scratch(arch, config, channels=CHANNELS, cells_per_stage=CELLS)
+        row = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.to_dict().items()}
+        rows = [*(_read_csv(path) if path.is_file() else []), row]
+        _write_csv(path, rows)
+        _log_time(f"scratch {arch.index}", result.seconds, f"{EPOCHS} epochs")
+        print(row, flush=True)
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- report
+def _stats(acc: list[float], ref: list[float], k: int) -> dict:
+    return {"tau": kendall_tau(acc, ref), "rho": spearman_rho(acc, ref), "top": top_k_overlap(acc, ref, k)}
+
+
+def report() -> None:
+    """One summary row per evaluated run, plots, and markdown tables on stdout."""
+    scratch_path = OUT / "scratch.csv"
+    scratch_rows = {int(r["index"]): r for r in _read_csv(scratch_path)} if scratch_path.is_file() else {}
+    summary, per_run = [], {}
+    for name in RUNS:
+        path = OUT / f"eval_{name}.csv"
+        if not path.is_file():
+            continue
+        rows = _read_csv(path)
+        per_run[name] = rows
+        acc = [float(r["test_accuracy"]) for r in rows]
+        bench = [float(r["nb201_cifar10_test"]) for r in rows]
+        vs_bench = _stats(acc, bench, 10)
+        paired = [(float(r["test_accuracy"]), float(scratch_rows[int(r["index"])]["test_accuracy"]))
+                  for r in rows if int(r["index"]) in scratch_rows]  # fmt: skip
+        row = {
+            "run": name, "epochs": rows[0]["epochs"], "archs": len(rows),
+            "mean_test": round(statistics.fmean(acc), 2), "max_test": round(max(acc), 2),
+            "tau_nb201": round(vs_bench["tau"], 3), "rho_nb201": round(vs_bench["rho"], 3),
+            "top10_nb201": round(vs_bench["top"], 2),
+        }  # fmt: skip
+        if len(paired) >= 3:
+            inherited, alone = zip(*paired, strict=True)
+            vs_scratch = _stats(list(inherited), list(alone), 5)
+            diffs = [a - b for a, b in paired]
+            row.update({
+                "scratch_archs": len(paired), "mean_inherited_on_scratch_archs": round(statistics.fmean(inherited), 2),
+                "mean_scratch": round(statistics.fmean(alone), 2),
+                "mean_paired_diff": round(statistics.fmean(diffs), 2),
+                "sd_paired_diff": round(statistics.stdev(diffs), 2), "tau_scratch": round(vs_scratch["tau"], 3),
+                "rho_scratch": round(vs_scratch["rho"], 3), "top5_scratch": round(vs_scratch["top"], 2),
+            })  # fmt: skip
+        summary.append(row)
+    if not summary:
+        sys.exit("nothing to report yet: run `train NAME` and `eval NAME` first")
+    _write_csv(OUT / "summary.csv", summary)
+    keys = list(dict.fromkeys(k for row in summary for k in row))
+    print("| " + " | ".join(keys) + " |\n|" + " --- |" * len(keys))
+    for row in summary:
+        print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
+    if scratch_rows:
+        alone = [float(r["test_accuracy"]) for r in scratch_rows.values()]
+        bench = ShippedGroundTruth.load()
+        nb = [bench.accuracy(Arch.coerce(i), "cifar10", "test") for i in scratch_rows]
+        s = _stats(alone, nb, 5)
+        print(f"\nscratch ({len(alone)} archs): mean {statistics.fmean(alone):.2f}, max {max(alone):.2f}, "
+              f"tau vs NB201 {s['tau']:.3f}, rho {s['rho']:.3f}, top-5 overlap {s['top']:.2f}")  # fmt: skip
+    _plots(per_run, scratch_rows)
+
+
+def _plots(per_run: dict[str, list[dict]], scratch_rows: dict[int, dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs = Path("docs")
+    # Figure 6 analog: subnet accuracy against the benchmark rank (1 = best), per sampler
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for name, label in (("khn", "Focus-Fair"), ("khn-fairnas", "FairNAS")):
+        if name in per_run:
+            rows = sorted(per_run[name], key=lambda r: -float(r["nb201_cifar10_test"]))
+            ax.plot(range(1, len(rows) + 1), [float(r["test_accuracy"]) for r in rows], ".-", label=label, lw=0.8)
+    ax.set(xlabel="rank of the arch by NAS-Bench-201 CIFAR-10 test accuracy (1 = best)",
+           ylabel="inherited test accuracy (%)",
+           title="Kshot-Hypernet subnets, proxy scale: Focus-Fair vs FairNAS")  # fmt: skip
+    ax.legend()
+    ax.text(0.01, 0.01, "CIFAR-10 (JPEG q75 copy), C=8, 1 cell/stage, 15 epochs; 100-arch sample", fontsize=7,
+            transform=ax.transAxes)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(docs / "results-sampler-rank.png")
+    plt.close(fig)
+    # inherited vs scratch, per arch
+    if scratch_rows:
+        fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
+        for name in ("khn", "ws", "kshot"):
+            pts = [(float(scratch_rows[int(r["index"])]["test_accuracy"]), float(r["test_accuracy"]))
+                   for r in per_run.get(name, []) if int(r["index"]) in scratch_rows]  # fmt: skip
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), label=name, s=18)
+        lo, hi = ax.get_xlim()
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.7, label="inherited = scratch")
+        ax.set(xlabel="trained from scratch, test accuracy (%)", ylabel="inherited from the supernet (%)",
+               title="Same archs, same data and epochs")  # fmt: skip
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(docs / "results-inherited-vs-scratch.png")
+        plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("name", choices=list(RUNS))
+    p.add_argument("--stop-after-epochs", type=int)
+    p = sub.add_parser("eval")
+    p.add_argument("name", choices=list(RUNS))
+    p = sub.add_parser("scratch")
+    p.add_argument("--limit", type=int)
+    sub.add_parser("report")
+    args = parser.parse_args()
+    if args.command == "train":
+        train(args.name, args.stop_after_epochs)
+    elif args.command == "eval":
+        evaluate(args.name)
+    elif args.command == "scratch":
+        scratch(args.limit)
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
