@@ -97,12 +97,10 @@ def train(name: str, stop_after_epochs: int | None) -> None:
 def evaluate(name: str) -> None:
     """``khnet eval runs/proxy/NAME --sample 100 --split test --json`` -> eval_NAME.csv (one row per arch)."""
     run_dir = RUNS_DIR / name
-    config = json.loads((run_dir / "config.json").read_text())
-    progress = json.loads((run_dir / "config.json").read_text()).get("progress") or {}
+    epochs = len({row["epoch"] for row in _read_csv(run_dir / "metrics.csv")})  # epochs trained so far
     start = time.perf_counter()
     result = json.loads(_khnet("eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json").stdout)
     _log_time(f"eval {name}", time.perf_counter() - start, f"{len(result['records'])} archs, test split")
-    epochs = config["train"]["epochs"] if not progress else progress.get("epoch")
     rows = [
         {"run": name, "epochs": epochs, "index": r["index"], "arch": r["arch"], "mflops": round(r["mflops"], 4),
          "test_accuracy": round(r["accuracy"], 2), "nb201_cifar10_test": r["benchmark_accuracy"]}
@@ -160,6 +158,7 @@ def report() -> None:
         acc = [float(r["test_accuracy"]) for r in rows]
         bench = [float(r["nb201_cifar10_test"]) for r in rows]
         vs_bench = _stats(acc, bench, 10)
+        best10 = sorted(zip(acc, bench, strict=True), key=lambda pair: -pair[1])[:10]  # the benchmark's top 10
         paired = [(float(r["test_accuracy"]), float(scratch_rows[int(r["index"])]["test_accuracy"]))
                   for r in rows if int(r["index"]) in scratch_rows]  # fmt: skip
         row = {
@@ -167,6 +166,7 @@ def report() -> None:
             "mean_test": round(statistics.fmean(acc), 2), "max_test": round(max(acc), 2),
             "tau_nb201": round(vs_bench["tau"], 3), "rho_nb201": round(vs_bench["rho"], 3),
             "top10_nb201": round(vs_bench["top"], 2),
+            "mean_test_of_nb201_top10": round(statistics.fmean(a for a, _ in best10), 2),
         }  # fmt: skip
         if len(paired) >= 3:
             inherited, alone = zip(*paired, strict=True)
@@ -209,7 +209,14 @@ def _plots(per_run: dict[str, list[dict]], scratch_rows: dict[int, dict]) -> Non
     for name, label in (("khn", "Focus-Fair"), ("khn-fairnas", "FairNAS")):
         if name in per_run:
             rows = sorted(per_run[name], key=lambda r: -float(r["nb201_cifar10_test"]))
-            ax.plot(range(1, len(rows) + 1), [float(r["test_accuracy"]) for r in rows], ".-", label=label, lw=0.8)
+            ax.plot(range(1, len(rows) + 1), [float(r["test_accuracy"]) for r in rows], ".-", label=label, lw=0.6, ms=4)
+    if scratch_rows and "khn" in per_run:
+        rank = {
+            int(r["index"]): i
+            for i, r in enumerate(sorted(per_run["khn"], key=lambda r: -float(r["nb201_cifar10_test"])), 1)
+        }
+        pts = [(rank[i], float(r["test_accuracy"])) for i, r in scratch_rows.items() if i in rank]
+        ax.scatter(*zip(*pts, strict=True), marker="x", color="k", zorder=3, label="trained from scratch (proxy)")
     ax.set(xlabel="rank of the arch by NAS-Bench-201 CIFAR-10 test accuracy (1 = best)",
            ylabel="inherited test accuracy (%)",
            title="Kshot-Hypernet subnets, proxy scale: Focus-Fair vs FairNAS")  # fmt: skip
