@@ -10,7 +10,8 @@ from-scratch baseline), resumes where it stopped, and writes small CSVs to exper
     python experiments/proxy_study.py report               # summary.csv, PNGs in docs/, markdown to stdout
 
 Runs (NAME): khn (Kshot-Hypernet, the study's recipe), kshot (N=12), ws (weight sharing), khn-nodistill,
-khn-fairnas, khn-sum (the paper's sum of the K subnet losses). Wall time of every call is appended to
+khn-fairnas, khn-sum (the paper's sum of the K subnet losses), khn-glr (khn with the hypernetwork's learning rate
+scaled by 0.01, added after the first results: see docs/results.md). Wall time of every call is appended to
 experiments/results/proxy/walltime.csv.
 """
 
@@ -50,6 +51,7 @@ RUNS = {
     "khn-nodistill": ["--method", "kshot-hypernet", "--no-distill"],
     "khn-fairnas": ["--method", "kshot-hypernet", "--sampler", "fairnas"],
     "khn-sum": ["--method", "kshot-hypernet", "--subnet-reduction", "sum"],
+    "khn-glr": ["--method", "kshot-hypernet", "--generator-lr-scale", "0.01"],
 }
 RUNS_DIR = Path("runs/proxy")
 OUT = Path("experiments/results/proxy")
@@ -220,7 +222,8 @@ def _plots(per_run: dict[str, list[dict]], scratch_rows: dict[int, dict]) -> Non
     ax.set(xlabel="rank of the arch by NAS-Bench-201 CIFAR-10 test accuracy (1 = best)",
            ylabel="inherited test accuracy (%)",
            title="Kshot-Hypernet subnets, proxy scale: Focus-Fair vs FairNAS")  # fmt: skip
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     ax.text(0.01, 0.01, "CIFAR-10 (JPEG q75 copy), C=8, 1 cell/stage, 15 epochs; 100-arch sample", fontsize=7,
             transform=ax.transAxes)  # fmt: skip
     fig.tight_layout()

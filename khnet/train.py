@@ -95,6 +95,11 @@ class TrainConfig(JsonConfig):
         subnet_reduction: ``sum`` accumulates the K subnet gradients as FairNAS does (the paper); ``mean``
             divides them by K, so the subnets weigh as much as the teacher.
         grad_clip: max gradient norm per step, or None for no clipping (the paper does not clip).
+        generator_lr_scale: multiplies the learning rate of the kernel source (``model.kernels``: for
+            kshot-hypernet the MLP-Mixer, the CAB and the generator maps A and B; for kshot the stored
+            kernels and the simplex net; for weight-sharing the kernels). 1.0 = the paper. One SGD step on a
+            bilinear generator W = (z sum lambda_n A_n)^T B moves W about 75x further than the same step on a
+            stored kernel at the proxy scale (``experiments/kernel_step.py``); 0.01 brings it back in line.
         valid_fraction: share of the training images held out for validation (never trained on).
         max_steps_per_epoch: cap on steps per epoch (quick experiments), or None for full epochs.
         seed: seeds data order, augmentation, initialisation and sampling.
@@ -121,6 +126,7 @@ class TrainConfig(JsonConfig):
     distill_warmup_epochs: int = 0
     subnet_reduction: str = "sum"
     grad_clip: float | None = None
+    generator_lr_scale: float = 1.0
     valid_fraction: float = 0.1
     max_steps_per_epoch: int | None = None
     seed: int = 0
@@ -144,6 +150,8 @@ class TrainConfig(JsonConfig):
             raise ConfigError(
                 f"warmup_epochs={self.warmup_epochs}, distill_warmup_epochs={self.distill_warmup_epochs} must be >= 0"
             )
+        if not self.generator_lr_scale > 0:
+            raise ConfigError(f"generator_lr_scale={self.generator_lr_scale} must be positive")
         if self.subnet_reduction not in ("sum", "mean"):
             raise ConfigError(f"subnet_reduction={self.subnet_reduction!r}; choose sum or mean")
         if self.sampler not in SAMPLERS:
@@ -207,19 +215,26 @@ class _RunState:
 
 # ---------------------------------------------------------------- the optimizer and one iteration
 def build_optimizer(model: SuperNet, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with two parameter groups: ``decay`` (conv/linear weights, generators, beta) and ``no_decay``
-    (BatchNorm and LayerNorm parameters, biases). ``base_weight_decay`` remembers the teacher-step value."""
-    decay, no_decay = [], []
+    """SGD with the parameter groups ``decay`` (conv/linear weights, generators, beta) and ``no_decay``
+    (BatchNorm and LayerNorm parameters, biases); with ``generator_lr_scale != 1`` each is split again into
+    the kernel source and the rest. ``base_weight_decay`` remembers the teacher-step value and ``lr_scale``
+    multiplies the scheduled learning rate."""
     norm_params = {
         id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for p in m.parameters()
     }
+    source = {id(p) for p in model.kernels.parameters()} if config.generator_lr_scale != 1.0 else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        (no_decay if id(p) in norm_params or name.endswith(".bias") else decay).append(p)
-    groups = [
-        {"params": decay, "base_weight_decay": config.weight_decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "base_weight_decay": 0.0, "weight_decay": 0.0},
-    ]
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+        decays = id(p) not in norm_params and not name.endswith(".bias")
+        groups.setdefault((decays, id(p) in source), []).append(p)
+    param_groups = []
+    for (decays, in_source), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1])):
+        wd = config.weight_decay if decays else 0.0
+        scale = config.generator_lr_scale if in_source else 1.0
+        param_groups.append(
+            {"params": params, "base_weight_decay": wd, "weight_decay": wd, "lr_scale": scale, "lr": config.lr * scale}
+        )
+    return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
 def _soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
@@ -591,7 +606,7 @@ def train_supernet(
                 y = y.to(device, non_blocking=True)
                 lr = _lr_at(config, state.global_step, total_steps)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 try:
                     distill = config.distill and state.epoch >= config.distill_warmup_epochs
                     losses = train_step(

@@ -143,6 +143,27 @@ def test_weight_decay_only_in_teacher_step_and_never_on_bn_or_bias():
         assert torch.allclose(p, expected), n
 
 
+def test_generator_lr_scale_splits_the_kernel_source_and_scales_its_rate(tmp_path):
+    model = SuperNet(TINY_MODEL)
+    assert len(build_optimizer(model, TrainConfig(lr=0.1)).param_groups) == 2  # 1.0: the paper's two groups
+    optimizer = build_optimizer(model, TrainConfig(lr=0.1, generator_lr_scale=0.01))
+    source = {id(p) for p in model.kernels.parameters()}
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    for group in optimizer.param_groups:
+        ids = {id(p) for p in group["params"]}
+        assert (ids <= source) if group["lr_scale"] == 0.01 else not (ids & source)
+        assert group["lr"] == pytest.approx(0.1 * group["lr_scale"])
+    assert {g["lr_scale"] for g in optimizer.param_groups} == {1.0, 0.01}
+    assert {g["base_weight_decay"] for g in optimizer.param_groups} == {0.0, 5e-4}
+    # the loop applies the scale to the scheduled rate at every step
+    list(train_supernet(tmp_path / "run", tiny_train(epochs=1, generator_lr_scale=0.25), TINY_MODEL))
+    groups = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"]
+    rates = {g["lr_scale"]: g["lr"] for g in groups}
+    assert rates[0.25] == pytest.approx(0.25 * rates[1.0]) and rates[1.0] > 0
+    with pytest.raises(ConfigError, match="generator_lr_scale=0"):
+        TrainConfig(generator_lr_scale=0)
+
+
 @pytest.mark.parametrize("distill", [True, False])
 def test_train_step_both_distillation_modes(distill):
     torch.manual_seed(0)

@@ -62,6 +62,9 @@ def train(
         str, typer.Option(help="sum (FairNAS, the paper) or mean of the K subnet losses.")
     ] = "sum",
     grad_clip: Annotated[float | None, typer.Option(help="Clip the gradient norm (off by default).")] = None,
+    generator_lr_scale: Annotated[
+        float, typer.Option(help="Learning-rate factor of the kernel source (hypernetwork); 1 = the paper.")
+    ] = 1.0,
     max_steps_per_epoch: Annotated[int | None, typer.Option(help="Cap steps per epoch (quick runs).")] = None,
     stop_after_epochs: Annotated[int | None, typer.Option(help="Save and stop after this many epochs.")] = None,
     proxy: Annotated[bool, typer.Option(help="CPU-sized supernet: C=8, one cell per stage.")] = False,
@@ -88,7 +91,8 @@ def train(
             batch_size=batch_size, lr=lr, min_lr=min_lr, momentum=momentum, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs, sampler=sampler, tau=tau, num_subnets=num_subnets, distill=distill,
             distill_warmup_epochs=distill_warmup_epochs, subnet_reduction=subnet_reduction,
-            grad_clip=grad_clip, max_steps_per_epoch=max_steps_per_epoch, seed=seed, device=device,
+            grad_clip=grad_clip, generator_lr_scale=generator_lr_scale, max_steps_per_epoch=max_steps_per_epoch,
+            seed=seed, device=device,
             channels_last=channels_last, amp=amp, num_workers=workers,
         )  # fmt: skip
         shape = {**(PROXY if proxy else {})}
