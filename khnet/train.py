@@ -99,7 +99,8 @@ class TrainConfig(JsonConfig):
             kshot-hypernet the MLP-Mixer, the CAB and the generator maps A and B; for kshot the stored
             kernels and the simplex net; for weight-sharing the kernels). 1.0 = the paper. One SGD step on a
             bilinear generator W = (z sum lambda_n A_n)^T B moves W about 140x further than the same step on a
-            stored kernel at the proxy scale (``experiments/kernel_step.py``); 0.01 brings it back in line.
+            stored kernel at the proxy scale (``experiments/kernel_step.py``); 0.01 brings that step in line,
+            but made the subnets worse in the proxy study (docs/results.md): an option for experiments.
         valid_fraction: share of the training images held out for validation (never trained on).
         max_steps_per_epoch: cap on steps per epoch (quick experiments), or None for full epochs.
         seed: seeds data order, augmentation, initialisation and sampling.
