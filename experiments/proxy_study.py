@@ -6,7 +6,7 @@ from-scratch baseline), resumes where it stopped, and writes small CSVs to exper
     python experiments/proxy_data.py                       # once: data/cifar10-proxy (11,000 + 10,000 JPEGs)
     python experiments/proxy_study.py train khn [--stop-after-epochs K]   # runs/proxy/khn, resumable
     python experiments/proxy_study.py eval khn             # the 100-arch sample on the test set
-    python experiments/proxy_study.py scratch [--limit K]  # the 20 from-scratch archs, resumable
+    python experiments/proxy_study.py scratch [--limit K] [--reverse]  # the 20 from-scratch archs, resumable
     python experiments/proxy_study.py report               # summary.csv, PNGs in docs/, markdown to stdout
 
 Runs (NAME): khn (Kshot-Hypernet, the study's recipe), kshot (N=12), ws (weight sharing), khn-nodistill,
@@ -111,19 +111,30 @@ def evaluate(name: str) -> None:
     _write_csv(OUT / f"eval_{name}.csv", rows)
 
 
-def scratch(limit: int | None) -> None:
-    """Train the 20 scratch archs for the same epochs, batch, lr and data as the supernets (resumable)."""
-    path = OUT / "scratch.csv"
-    done = {int(r["index"]) for r in _read_csv(path)} if path.is_file() else set()
+def scratch(limit: int | None, reverse: bool = False) -> None:
+    """Train the 20 scratch archs for the same epochs, batch, lr and data as the supernets (resumable).
+
+    ``reverse`` walks the list from the costly end into ``scratch-reverse.csv``, so that a second process can
+    share the work with one walking forward into ``scratch.csv``; ``report`` reads both."""
+    path = OUT / ("scratch-reverse.csv" if reverse else "scratch.csv")
     config = TrainConfig(dataset=DATASET, epochs=EPOCHS, batch_size=BATCH, lr=LR, seed=0, device="cpu", num_workers=0)
-    todo = [a for a in scratch_archs() if a.index not in done][:limit]
-    for arch in todo:
+    archs = scratch_archs()[::-1] if reverse else scratch_archs()
+    for arch in archs[:limit]:
+        if arch.index in _scratch_results():
+            if reverse:
+                break  # met the forward walker
+            continue
         result = train_from_scratch(arch, config, channels=CHANNELS, cells_per_stage=CELLS)
         row = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.to_dict().items()}
         rows = [*(_read_csv(path) if path.is_file() else []), row]
         _write_csv(path, rows)
         _log_time(f"scratch {arch.index}", result.seconds, f"{EPOCHS} epochs")
         print(row, flush=True)
+
+
+def _scratch_results() -> dict[int, dict]:
+    """From-scratch rows by arch index, from scratch.csv and scratch-reverse.csv."""
+    return {int(r["index"]): r for path in sorted(OUT.glob("scratch*.csv")) for r in _read_csv(path)}
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -148,8 +159,7 @@ def _stats(acc: list[float], ref: list[float], k: int) -> dict:
 
 def report() -> None:
     """One summary row per evaluated run, plots, and markdown tables on stdout."""
-    scratch_path = OUT / "scratch.csv"
-    scratch_rows = {int(r["index"]): r for r in _read_csv(scratch_path)} if scratch_path.is_file() else {}
+    scratch_rows = _scratch_results()
     summary, per_run = [], {}
     for name in RUNS:
         path = OUT / f"eval_{name}.csv"
@@ -257,6 +267,7 @@ def main() -> None:
     p.add_argument("name", choices=list(RUNS))
     p = sub.add_parser("scratch")
     p.add_argument("--limit", type=int)
+    p.add_argument("--reverse", action="store_true", help="start from the costly end (a second process)")
     sub.add_parser("report")
     args = parser.parse_args()
     if args.command == "train":
@@ -264,7 +275,7 @@ def main() -> None:
     elif args.command == "eval":
         evaluate(args.name)
     elif args.command == "scratch":
-        scratch(args.limit)
+        scratch(args.limit, args.reverse)
     else:
         report()
 
