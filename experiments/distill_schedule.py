@@ -16,10 +16,11 @@ Writes experiments/results/distill_schedule.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
+
+from _results import write_csv
 
 from khnet.checkpoint import load_supernet
 from khnet.config import SupernetConfig
@@ -63,11 +64,7 @@ def main() -> None:
                "minutes": round((time.time() - start) / 60, 1)}  # fmt: skip
         print(row, flush=True)
         rows.append(row)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
 
 
 if __name__ == "__main__":

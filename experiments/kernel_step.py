@@ -16,12 +16,12 @@ Writes experiments/results/kernel_step.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _results import write_csv
 
 from khnet.config import SupernetConfig
 from khnet.data import load_dataset
@@ -68,11 +68,7 @@ def main() -> None:
                    "min": round(min(steps), 5), "max": round(max(steps), 5)}  # fmt: skip
             print(row, flush=True)
             rows.append(row)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
 
 
 if __name__ == "__main__":

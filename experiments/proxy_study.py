@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _results import read_csv, write_csv
 
 from khnet.benchmark import ShippedGroundTruth
 from khnet.evaluate import stratified_sample
@@ -99,7 +100,7 @@ def train(name: str, stop_after_epochs: int | None) -> None:
 def evaluate(name: str) -> None:
     """``khnet eval runs/proxy/NAME --sample 100 --split test --json`` -> eval_NAME.csv (one row per arch)."""
     run_dir = RUNS_DIR / name
-    epochs = len({row["epoch"] for row in _read_csv(run_dir / "metrics.csv")})  # epochs trained so far
+    epochs = len({row["epoch"] for row in read_csv(run_dir / "metrics.csv")})  # epochs trained so far
     start = time.perf_counter()
     result = json.loads(_khnet("eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json").stdout)
     _log_time(f"eval {name}", time.perf_counter() - start, f"{len(result['records'])} archs, test split")
@@ -108,7 +109,7 @@ def evaluate(name: str) -> None:
          "test_accuracy": round(r["accuracy"], 2), "nb201_cifar10_test": r["benchmark_accuracy"]}
         for r in result["records"]
     ]  # fmt: skip
-    _write_csv(OUT / f"eval_{name}.csv", rows)
+    write_csv(OUT / f"eval_{name}.csv", rows)
 
 
 def scratch(limit: int | None, reverse: bool = False) -> None:
@@ -126,30 +127,15 @@ def scratch(limit: int | None, reverse: bool = False) -> None:
             continue
         result = train_from_scratch(arch, config, channels=CHANNELS, cells_per_stage=CELLS)
         row = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.to_dict().items()}
-        rows = [*(_read_csv(path) if path.is_file() else []), row]
-        _write_csv(path, rows)
+        rows = [*(read_csv(path) if path.is_file() else []), row]
+        write_csv(path, rows)
         _log_time(f"scratch {arch.index}", result.seconds, f"{EPOCHS} epochs")
         print(row, flush=True)
 
 
 def _scratch_results() -> dict[int, dict]:
     """From-scratch rows by arch index, from scratch.csv and scratch-reverse.csv."""
-    return {int(r["index"]): r for path in sorted(OUT.glob("scratch*.csv")) for r in _read_csv(path)}
-
-
-def _read_csv(path: Path) -> list[dict]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    return {int(r["index"]): r for path in sorted(OUT.glob("scratch*.csv")) for r in read_csv(path)}
 
 
 # ---------------------------------------------------------------- report
@@ -165,7 +151,7 @@ def report() -> None:
         path = OUT / f"eval_{name}.csv"
         if not path.is_file():
             continue
-        rows = _read_csv(path)
+        rows = read_csv(path)
         per_run[name] = rows
         acc = [float(r["test_accuracy"]) for r in rows]
         bench = [float(r["nb201_cifar10_test"]) for r in rows]
@@ -194,7 +180,7 @@ def report() -> None:
         summary.append(row)
     if not summary:
         sys.exit("nothing to report yet: run `train NAME` and `eval NAME` first")
-    _write_csv(OUT / "summary.csv", summary)
+    write_csv(OUT / "summary.csv", summary)
     keys = list(dict.fromkeys(k for row in summary for k in row))
     print("| " + " | ".join(keys) + " |\n|" + " --- |" * len(keys))
     for row in summary:
@@ -250,7 +236,7 @@ def _plots(per_run: dict[str, list[dict]], scratch_rows: dict[int, dict]) -> Non
         lo, hi = ax.get_xlim()
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.7, label="inherited = scratch")
         ax.set(xlabel="trained from scratch, test accuracy (%)", ylabel="inherited from the supernet (%)",
-               title="Same archs, same data and epochs")  # fmt: skip
+               title="Same archs, same data and epochs\nCIFAR-10 (JPEG q75 copy), C=8, N=1, 15 epochs")  # fmt: skip
         ax.legend()
         fig.tight_layout()
         fig.savefig(docs / "results-inherited-vs-scratch.png")

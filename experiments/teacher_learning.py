@@ -13,12 +13,12 @@ Writes experiments/results/teacher_learning.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _results import write_csv
 
 from khnet.config import SupernetConfig
 from khnet.data import load_dataset
@@ -81,11 +81,7 @@ def main() -> None:
         net = SuperNet(SupernetConfig(method=method, channels=args.channels, cells_per_stage=args.cells))
         net = net.to(memory_format=torch.channels_last)
         rows += run(f"teacher {method}", net, net.forward_teacher, data, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
 
 
 if __name__ == "__main__":

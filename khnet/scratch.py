@@ -20,11 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from khnet.data import load_dataset
-from khnet.errors import KhnetError
 from khnet.evaluate import EvalSettings, _accuracy, _eval_data
 from khnet.network import NB201Net
 from khnet.space import Arch
-from khnet.train import TrainConfig, TrainingDiverged, _epoch_batches, _lr_at, _resolve_device
+from khnet.train import TrainConfig, TrainingDiverged, _epoch_batches, _lr_at, _resolve_device, epoch_steps
 
 __all__ = ["ScratchResult", "train_from_scratch"]
 
@@ -73,11 +72,7 @@ def train_from_scratch(
     train_set = load_dataset(
         config.dataset, "train", root=config.data_dir, valid_fraction=config.valid_fraction, seed=config.seed
     )
-    steps_per_epoch = len(train_set) // config.batch_size
-    if steps_per_epoch == 0:
-        raise KhnetError(f"batch_size={config.batch_size} exceeds the {len(train_set)} training images; lower it")
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    steps_per_epoch = epoch_steps(len(train_set), config)
     total_steps = steps_per_epoch * config.epochs
     memory_format = torch.channels_last if config.channels_last is not False else torch.contiguous_format
     net = NB201Net(arch, C=channels, N=cells_per_stage, num_classes=train_set.info.num_classes)

@@ -435,6 +435,14 @@ def _epoch_batches(dataset, config: TrainConfig, epoch: int, start_step: int, st
     return loader
 
 
+def epoch_steps(num_images: int, config: TrainConfig) -> int:
+    """Optimizer steps per epoch: full batches only, capped by ``max_steps_per_epoch``."""
+    steps = num_images // config.batch_size
+    if steps == 0:
+        raise KhnetError(f"batch_size={config.batch_size} exceeds the {num_images} training images; lower it")
+    return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
+
+
 def _lr_at(config: TrainConfig, global_step: int, total_steps: int) -> float:
     progress = min(1.0, global_step / max(1, total_steps))
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
@@ -522,11 +530,7 @@ def train_supernet(
     )
     if train_set.info.num_classes != model_config.num_classes:
         model_config = SupernetConfig.from_dict({**model_config.to_dict(), "num_classes": train_set.info.num_classes})
-    steps_per_epoch = len(train_set) // config.batch_size
-    if steps_per_epoch == 0:
-        raise KhnetError(f"batch_size={config.batch_size} exceeds the {len(train_set)} training images; lower it")
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    steps_per_epoch = epoch_steps(len(train_set), config)
     total_steps = steps_per_epoch * config.epochs
 
     model = SuperNet(model_config).to(device)
