@@ -219,7 +219,7 @@ def _plots(per_run: dict[str, list[dict]], scratch_rows: dict[int, dict]) -> Non
            ylabel="inherited test accuracy (%)",
            title="Kshot-Hypernet subnets, proxy scale: Focus-Fair vs FairNAS")  # fmt: skip
     if ax.get_legend_handles_labels()[0]:
-        ax.legend()
+        ax.legend(loc="center left")
     ax.text(0.01, 0.01, "CIFAR-10 (JPEG q75 copy), C=8, 1 cell/stage, 15 epochs; 100-arch sample", fontsize=7,
             transform=ax.transAxes)  # fmt: skip
     fig.tight_layout()
