@@ -17,13 +17,20 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from khnet.data import load_dataset
 from khnet.evaluate import EvalSettings, _accuracy, _eval_data
 from khnet.network import NB201Net
 from khnet.space import Arch
-from khnet.train import TrainConfig, TrainingDiverged, _epoch_batches, _lr_at, _resolve_device, epoch_steps
+from khnet.train import (
+    TrainConfig,
+    TrainingDiverged,
+    _epoch_batches,
+    _lr_at,
+    _resolve_device,
+    epoch_steps,
+    sgd_optimizer,
+)
 
 __all__ = ["ScratchResult", "train_from_scratch"]
 
@@ -45,14 +52,6 @@ class ScratchResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain values, e.g. for a CSV row."""
         return asdict(self)
-
-
-def _optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    norm = {id(p) for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
-    decay = [p for n, p in net.named_parameters() if id(p) not in norm and not n.endswith(".bias")]
-    no_decay = [p for n, p in net.named_parameters() if id(p) in norm or n.endswith(".bias")]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
 def train_from_scratch(
@@ -77,17 +76,17 @@ def train_from_scratch(
     memory_format = torch.channels_last if config.channels_last is not False else torch.contiguous_format
     net = NB201Net(arch, C=channels, N=cells_per_stage, num_classes=train_set.info.num_classes)
     net = net.to(device, memory_format=memory_format)
-    optimizer = _optimizer(net, config)
+    optimizer = sgd_optimizer(net, config)
 
     start, global_step = time.perf_counter(), 0
-    loss_sum = correct = seen = 0
     for epoch in range(config.epochs):
         net.train()
         loss_sum = correct = seen = 0
         for x, y in _epoch_batches(train_set, config, epoch, 0, steps_per_epoch, device.type == "cuda"):
             x, y = x.to(device, memory_format=memory_format), y.to(device)
+            lr = _lr_at(config, global_step, total_steps)
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(config, global_step, total_steps)
+                group["lr"] = lr * group["lr_scale"]
             logits = net(x)
             loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss):

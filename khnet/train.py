@@ -58,6 +58,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "build_optimizer",
+    "sgd_optimizer",
     "train_step",
     "train_supernet",
 ]
@@ -215,27 +216,37 @@ class _RunState:
 
 
 # ---------------------------------------------------------------- the optimizer and one iteration
-def build_optimizer(model: SuperNet, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with the parameter groups ``decay`` (conv/linear weights, generators, beta) and ``no_decay``
-    (BatchNorm and LayerNorm parameters, biases); with ``generator_lr_scale != 1`` each is split again into
-    the kernel source and the rest. ``base_weight_decay`` remembers the teacher-step value and ``lr_scale``
-    multiplies the scheduled learning rate."""
+def sgd_optimizer(
+    model: nn.Module, config: TrainConfig, scaled: frozenset[int] = frozenset(), lr_scale: float = 1.0
+) -> torch.optim.SGD:
+    """SGD over ``model`` with the parameter groups ``decay`` (conv/linear weights, generators, beta) and
+    ``no_decay`` (BatchNorm and LayerNorm parameters, biases), each split again into the parameters whose ids
+    are in ``scaled`` and the rest. ``base_weight_decay`` remembers the decayed value and ``lr_scale``
+    (``lr_scale`` for ``scaled``, else 1) multiplies the scheduled learning rate."""
     norm_params = {
         id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for p in m.parameters()
     }
-    source = {id(p) for p in model.kernels.parameters()} if config.generator_lr_scale != 1.0 else set()
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         decays = id(p) not in norm_params and not name.endswith(".bias")
-        groups.setdefault((decays, id(p) in source), []).append(p)
+        groups.setdefault((decays, id(p) in scaled), []).append(p)
     param_groups = []
-    for (decays, in_source), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1])):
+    for (decays, in_scaled), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1])):
         wd = config.weight_decay if decays else 0.0
-        scale = config.generator_lr_scale if in_source else 1.0
+        scale = lr_scale if in_scaled else 1.0
         param_groups.append(
             {"params": params, "base_weight_decay": wd, "weight_decay": wd, "lr_scale": scale, "lr": config.lr * scale}
         )
     return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def build_optimizer(model: SuperNet, config: TrainConfig) -> torch.optim.SGD:
+    """``sgd_optimizer`` for a supernet: with ``generator_lr_scale != 1`` the kernel source (``model.kernels``)
+    gets its own groups at that learning-rate factor; otherwise two groups, decay and no_decay."""
+    if config.generator_lr_scale == 1.0:
+        return sgd_optimizer(model, config)
+    source = frozenset(id(p) for p in model.kernels.parameters())
+    return sgd_optimizer(model, config, source, config.generator_lr_scale)
 
 
 def _soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
