@@ -42,20 +42,39 @@ EPOCHS, BATCH, LR, WARMUP_EPOCHS = 15, 128, 0.2, 1
 SAMPLE_SIZE, SCRATCH_EVERY = 100, 5  # the arch sample; every 5th of it (by cost) is trained from scratch
 COMMON = [
     "--dataset", DATASET, "--channels", str(CHANNELS), "--cells-per-stage", str(CELLS), "--epochs", str(EPOCHS),
-    "--batch-size", str(BATCH), "--lr", str(LR), "--warmup-epochs", str(WARMUP_EPOCHS), "--seed", "0",
+    "--batch-size", str(BATCH), "--lr", str(LR), "--warmup-epochs", str(WARMUP_EPOCHS),
     "--subnet-reduction", "mean", "--workers", "0",
 ]  # fmt: skip
-RUNS = {
-    "khn": ["--method", "kshot-hypernet"],
+RANK7 = ["--method", "kshot-hypernet", "--generator", "paper-rank7"]  # the issue-7 form (z of rank <= 7)
+_BASE_RUNS = {
+    # issue 7 (seed 0): the Kshot-Hypernet runs used the rank-7 form, the only one khnet had then
+    "khn": RANK7,
     "kshot": ["--method", "kshot", "--num-kernels", "12"],
     "ws": ["--method", "weight-sharing"],
-    "khn-nodistill": ["--method", "kshot-hypernet", "--no-distill"],
-    "khn-fairnas": ["--method", "kshot-hypernet", "--sampler", "fairnas"],
-    "khn-sum": ["--method", "kshot-hypernet", "--subnet-reduction", "sum"],
-    "khn-glr": ["--method", "kshot-hypernet", "--generator-lr-scale", "0.01"],
+    "khn-nodistill": [*RANK7, "--no-distill"],
+    "khn-fairnas": [*RANK7, "--sampler", "fairnas"],
+    "khn-sum": [*RANK7, "--subnet-reduction", "sum"],
+    "khn-glr": [*RANK7, "--generator-lr-scale", "0.01"],
+    # issue 11: the paper's form with full-rank z, and the residual form W = S + s G(alpha)
+    "khn-paper": ["--method", "kshot-hypernet", "--generator", "paper"],
+    "khn-res": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.1"],
+    "khn-res-shared": [
+        "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.1", "--teacher-kernels", "shared",
+    ],
+    "khn-res-g0": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0"],
+    "khn-res-g0.3": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.3"],
+}  # fmt: skip
+# NAME is seed 0; NAME-s1 the same run on seed 1 (issue 11 asks for two seeds)
+RUNS = {
+    **{name: [*args, "--seed", "0"] for name, args in _BASE_RUNS.items()},
+    **{f"{name}-s1": [*args, "--seed", "1"] for name, args in _BASE_RUNS.items()},
 }
+DEVICE_ARGS: list[str] = []  # e.g. ["--device", "cuda", "--amp", "off"] from --device
+SMOKE_EVAL: list[str] = []
+SMOKE_TRAIN: list[str] = []  # --smoke: a few steps, to prove the drivers (results go to --out, never OUT)
 RUNS_DIR = Path("runs/proxy")
 OUT = Path("experiments/results/proxy")
+SCRATCH_DIR = Path("experiments/results/proxy")
 
 
 def sample() -> list[Arch]:
@@ -87,7 +106,7 @@ def _khnet(*args: str) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------- train / eval / scratch
 def train(name: str, stop_after_epochs: int | None) -> None:
     run_dir = RUNS_DIR / name
-    args = ["train", *COMMON, *RUNS[name], "-o", str(run_dir)]
+    args = ["train", *COMMON, *RUNS[name], *DEVICE_ARGS, *SMOKE_TRAIN, "-o", str(run_dir)]
     if (run_dir / "checkpoint.pt").is_file():
         args = ["train", "--resume", str(run_dir), "--epochs", str(EPOCHS)]
     if stop_after_epochs:
@@ -102,7 +121,10 @@ def evaluate(name: str) -> None:
     run_dir = RUNS_DIR / name
     epochs = len({row["epoch"] for row in read_csv(run_dir / "metrics.csv")})  # epochs trained so far
     start = time.perf_counter()
-    result = json.loads(_khnet("eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json").stdout)
+    device = DEVICE_ARGS[1:2] and ["--device", DEVICE_ARGS[1]]
+    result = json.loads(
+        _khnet("eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json", *device, *SMOKE_EVAL).stdout
+    )
     _log_time(f"eval {name}", time.perf_counter() - start, f"{len(result['records'])} archs, test split")
     rows = [
         {"run": name, "epochs": epochs, "index": r["index"], "arch": r["arch"], "mflops": round(r["mflops"], 4),
@@ -134,8 +156,10 @@ def scratch(limit: int | None, reverse: bool = False) -> None:
 
 
 def _scratch_results() -> dict[int, dict]:
-    """From-scratch rows by arch index, from scratch.csv and scratch-reverse.csv."""
-    return {int(r["index"]): r for path in sorted(OUT.glob("scratch*.csv")) for r in read_csv(path)}
+    """From-scratch rows by arch index, from scratch.csv and scratch-reverse.csv (in --out, else in the CPU
+    study's folder: the GPU runs share the CPU's from-scratch baseline)."""
+    folder = OUT if any(OUT.glob("scratch*.csv")) else SCRATCH_DIR
+    return {int(r["index"]): r for path in sorted(folder.glob("scratch*.csv")) for r in read_csv(path)}
 
 
 # ---------------------------------------------------------------- report
@@ -244,7 +268,14 @@ def _plots(per_run: dict[str, list[dict]], scratch_rows: dict[int, dict]) -> Non
 
 
 def main() -> None:
+    global RUNS_DIR, OUT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--device", default=None, help="cuda: train and evaluate on the GPU, in float32 (--amp off), as on the CPU"
+    )
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="where the run directories go")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the result CSVs go")
+    parser.add_argument("--smoke", action="store_true", help="2 steps per epoch, 256 test images (needs --out)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train")
     p.add_argument("name", choices=list(RUNS))
@@ -256,6 +287,14 @@ def main() -> None:
     p.add_argument("--reverse", action="store_true", help="start from the costly end (a second process)")
     sub.add_parser("report")
     args = parser.parse_args()
+    RUNS_DIR, OUT = args.runs_dir, args.out
+    if args.smoke:
+        if args.out == Path("experiments/results/proxy"):
+            sys.exit("error: --smoke writes throw-away results; give --out and --runs-dir")
+        SMOKE_TRAIN[:] = ["--max-steps-per-epoch", "2"]
+        SMOKE_EVAL[:] = ["--test-images", "256", "--calib-images", "256"]
+    if args.device:
+        DEVICE_ARGS[:] = ["--device", args.device, "--amp", "off"]
     if args.command == "train":
         train(args.name, args.stop_after_epochs)
     elif args.command == "eval":

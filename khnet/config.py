@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from khnet.errors import KhnetError
 
-__all__ = ["METHODS", "ConfigError", "JsonConfig", "SupernetConfig"]
+__all__ = ["GENERATORS", "METHODS", "TEACHER_KERNELS", "ConfigError", "JsonConfig", "SupernetConfig"]
 
 METHODS = ("kshot-hypernet", "kshot", "weight-sharing")
+GENERATORS = ("residual", "paper", "paper-rank7")
+TEACHER_KERNELS = ("beta", "shared")
 _DEFAULT_KERNELS = {"kshot-hypernet": 64, "kshot": 12, "weight-sharing": 1}
+_NON_INT_FIELDS = ("method", "generator", "residual_gain", "teacher_kernels")
 
 
 class ConfigError(KhnetError, ValueError):
@@ -56,6 +60,14 @@ class SupernetConfig(JsonConfig):
         mixer_channel_hidden: hidden width of the channel-mixing MLPs (across h).
         cab_reduction: bottleneck ratio of the Coefficient Attention Block's shared MLP.
         simplex_hidden: hidden width of K-shot's simplex net.
+        generator: how kshot-hypernet forms a kernel. ``residual`` (the default, beyond the paper):
+            W = S + s G(alpha), a stored kernel S per conv plus the generated kernel scaled by a learned gain s
+            that starts at ``residual_gain``, so training starts as weight sharing. ``paper``: W = G(alpha),
+            the paper's form with full-rank z. ``paper-rank7``: the paper's form as khnet built it up to 0.1,
+            with z of rank <= 7 (a defect); only to reproduce the issue-7 runs in docs/results.md.
+        residual_gain: initial gain s of the ``residual`` generator (0 = exactly weight sharing at the start).
+        teacher_kernels: kernels of the full-supernet teacher with the ``residual`` generator: ``beta``
+            (S + s G(softmax(beta)), the paper's choice of encoding) or ``shared`` (S alone).
     """
 
     method: str = "kshot-hypernet"
@@ -69,15 +81,30 @@ class SupernetConfig(JsonConfig):
     mixer_channel_hidden: int = 64
     cab_reduction: int = 4
     simplex_hidden: int = 64
+    generator: str = "residual"
+    residual_gain: float = 0.1
+    teacher_kernels: str = "beta"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.generator not in GENERATORS:
+            raise ConfigError(f"unknown generator {self.generator!r}; choose one of: {', '.join(GENERATORS)}")
+        if self.teacher_kernels not in TEACHER_KERNELS:
+            raise ConfigError(
+                f"unknown teacher_kernels {self.teacher_kernels!r}; choose one of: {', '.join(TEACHER_KERNELS)}"
+            )
+        if isinstance(self.residual_gain, bool) or not isinstance(self.residual_gain, (int, float)):
+            raise ConfigError(f"residual_gain={self.residual_gain!r} must be a number")
+        if not math.isfinite(self.residual_gain) or self.residual_gain < 0:
+            raise ConfigError(f"residual_gain={self.residual_gain!r} must be finite and >= 0")
         if self.num_kernels is None:
             self.num_kernels = _DEFAULT_KERNELS[self.method]
         for f in fields(self):
+            if f.name in _NON_INT_FIELDS:
+                continue
             value = getattr(self, f.name)
-            if f.name != "method" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{f.name}={value!r} must be a positive integer")
         if self.method == "weight-sharing" and self.num_kernels != 1:
             raise ConfigError(f"num_kernels={self.num_kernels}: weight-sharing stores exactly 1 kernel per op")
@@ -92,6 +119,14 @@ class SupernetConfig(JsonConfig):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         tmp.replace(path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SupernetConfig:
+        """Build from ``to_dict`` output. A kshot-hypernet config saved before ``generator`` existed (khnet
+        <= 0.4) describes the rank-7 form it was trained with, so it loads as ``paper-rank7``."""
+        if data.get("method", "kshot-hypernet") == "kshot-hypernet" and "generator" not in data:
+            data = {**data, "generator": "paper-rank7"}
+        return super().from_dict(data)
 
     @classmethod
     def from_json(cls, path: str | Path) -> SupernetConfig:

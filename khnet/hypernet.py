@@ -33,6 +33,7 @@ __all__ = [
     "KernelSource",
     "KshotKernels",
     "MixerBlock",
+    "ResidualHyperKernels",
     "SharedKernels",
     "arch_encoding",
     "build_kernel_source",
@@ -112,24 +113,39 @@ class ArchFeatures(nn.Module):
     """The feature network f: alpha (6, 5) -> shared features z (h, h) and coefficient features (6, N).
 
     Each edge row of alpha is a token embedded to width h (plus a learned per-edge position), followed by
-    ``depth`` Mixer layers and a LayerNorm. z mixes the 6 tokens into h rows and is normalised to zero mean
-    and unit variance (the conv that follows has BatchNorm, so the scale carries no information).
+    ``depth`` Mixer layers and a LayerNorm. z is a linear map of all 6 x h token features to h x h entries, so
+    it has full rank h for every arch; it is normalised to zero mean and unit variance (the conv that follows
+    has BatchNorm, so the scale carries no information).
+
+    ``full_rank=False`` is the form khnet used up to 0.1 (docs/results.md, issue 7): a linear map across the 6
+    tokens, (h, 6) -> (h, h), so z = T^T W^T + b had rank <= 7 and so had every generated kernel. That was a
+    defect (the paper asks for z in R^{h x h}); it stays reachable as ``generator="paper-rank7"`` only to
+    reproduce the study.
     """
 
-    def __init__(self, hidden: int, num_kernels: int, depth: int, token_hidden: int, channel_hidden: int) -> None:
+    def __init__(
+        self, hidden: int, num_kernels: int, depth: int, token_hidden: int, channel_hidden: int, full_rank: bool = True
+    ) -> None:
         super().__init__()
+        self.hidden, self.full_rank = hidden, full_rank
         self.embed = nn.Linear(len(OP_NAMES), hidden)
         self.position = nn.Parameter(torch.randn(NUM_EDGES, hidden) * 0.02)
         self.blocks = nn.Sequential(
             *(MixerBlock(NUM_EDGES, hidden, token_hidden, channel_hidden) for _ in range(depth))
         )
         self.norm = nn.LayerNorm(hidden)
-        self.to_z = nn.Linear(NUM_EDGES, hidden)  # across tokens: (h, 6) -> (h, h)
+        if full_rank:
+            self.to_z = nn.Linear(NUM_EDGES * hidden, hidden * hidden)  # all token features -> (h, h)
+        else:
+            self.to_z = nn.Linear(NUM_EDGES, hidden)  # across tokens: (h, 6) -> (h, h), rank <= 7
         self.to_coefficients = nn.Linear(hidden, num_kernels)
 
     def forward(self, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.norm(self.blocks(self.embed(alpha) + self.position))  # (6, h)
-        z = self.to_z(tokens.transpose(0, 1))  # (h, h)
+        if self.full_rank:
+            z = self.to_z(tokens.reshape(-1)).view(self.hidden, self.hidden)  # (h, h)
+        else:
+            z = self.to_z(tokens.transpose(0, 1))  # (h, h), rank <= 7
         z = (z - z.mean()) / (z.std() + 1e-5)
         return z, self.to_coefficients(tokens)  # (h, h), (6, N)
 
@@ -166,6 +182,13 @@ class KernelSource(nn.Module):
         """lambda (N,) for ``alpha``, or None where the method has no dictionary."""
         return None
 
+    def teacher(
+        self, alpha: torch.Tensor, layers: dict[str, torch.Tensor | None], uniform: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """The kernels of the full-supernet teacher for op weights ``alpha`` (6, 5); by default the same
+        generator as for a single path, with softmax(beta) as the architecture encoding (the paper)."""
+        return self(alpha, layers, uniform)
+
 
 class HyperKernels(KernelSource):
     """Kshot-Hypernet: per-layer generators g^i over shared architecture features (see the module doc)."""
@@ -175,7 +198,10 @@ class HyperKernels(KernelSource):
         h, n = config.hidden, config.num_kernels
         self.num_kernels, self.hidden = n, h
         self.groups = {g.name: g for g in (groups if groups is not None else conv_groups(config))}
-        self.features = ArchFeatures(h, n, config.mixer_depth, config.mixer_token_hidden, config.mixer_channel_hidden)
+        self.features = ArchFeatures(
+            h, n, config.mixer_depth, config.mixer_token_hidden, config.mixer_channel_hidden,
+            full_rank=config.generator != "paper-rank7",
+        )  # fmt: skip
         self.attention = CoefficientAttention(n, config.cab_reduction)
         # With z of unit variance and uniform lambda, var(A) = N/h gives z @ A-bar unit variance, and
         # var(B) = target/h gives kernels of the standard conv initialisation's variance.
@@ -290,6 +316,52 @@ class SharedKernels(KernelSource):
         return kernels
 
 
+class ResidualHyperKernels(KernelSource):
+    """Kshot-Hypernet that starts as weight sharing: W^i(alpha) = S^i + s^i G^i(alpha) (beyond the paper).
+
+    S^i is one stored kernel per conv (``SharedKernels``), G^i(alpha) the paper's generated K-shot kernel with
+    full-rank z (``HyperKernels``) and s^i a learned gain per conv, starting at ``config.residual_gain``. With
+    a small gain, training begins as weight sharing and the hypernetwork learns arch-specific corrections; it
+    also scales the generator's step: a change of G moves W by s times as much, and the gradient reaching G is
+    s times the kernel's, so an SGD step on G moves W about s^2 times as far as on the unscaled generator (which
+    moves a kernel ~100x further per step than a stored one, ``experiments/kernel_step.py``).
+
+    With ``config.teacher_kernels == "shared"`` the full-supernet teacher uses S alone: softmax(beta) is an
+    input no single path ever gives the generator.
+    """
+
+    def __init__(self, config: SupernetConfig, groups: list[ConvGroup] | None = None) -> None:
+        super().__init__()
+        groups = groups if groups is not None else conv_groups(config)
+        self.groups = {g.name: g for g in groups}
+        self.num_kernels = config.num_kernels
+        self.teacher_uses_shared = config.teacher_kernels == "shared"
+        self.shared = SharedKernels(config, groups)
+        self.generated = HyperKernels(config, groups)
+        self.gain = nn.ParameterDict(
+            {g.name: nn.Parameter(torch.full((g.num_layers,), float(config.residual_gain))) for g in groups}
+        )  # s: (L,) per group
+
+    def coefficients(self, alpha: torch.Tensor, uniform: bool = False) -> torch.Tensor:
+        return self.generated.coefficients(alpha, uniform)
+
+    def forward(
+        self, alpha: torch.Tensor, layers: dict[str, torch.Tensor | None], uniform: bool = False
+    ) -> dict[str, torch.Tensor]:
+        base = self.shared(alpha, layers)
+        delta = self.generated(alpha, layers, uniform)
+        kernels = {}
+        for name, index in layers.items():
+            gain = self.gain[name] if index is None else self.gain[name].index_select(0, index)  # (L_sel,)
+            kernels[name] = base[name] + gain.view(-1, 1, 1, 1, 1) * delta[name]  # (L, C_out, C_in, K, K)
+        return kernels
+
+    def teacher(
+        self, alpha: torch.Tensor, layers: dict[str, torch.Tensor | None], uniform: bool = False
+    ) -> dict[str, torch.Tensor]:
+        return self.shared(alpha, layers) if self.teacher_uses_shared else self(alpha, layers, uniform)
+
+
 _SOURCES: dict[str, type[KernelSource]] = {
     "kshot-hypernet": HyperKernels,
     "kshot": KshotKernels,
@@ -298,5 +370,7 @@ _SOURCES: dict[str, type[KernelSource]] = {
 
 
 def build_kernel_source(config: SupernetConfig) -> KernelSource:
-    """The kernel source of ``config.method``."""
+    """The kernel source of ``config.method`` (and, for kshot-hypernet, ``config.generator``)."""
+    if config.method == "kshot-hypernet" and config.generator == "residual":
+        return ResidualHyperKernels(config)
     return _SOURCES[config.method](config)

@@ -172,7 +172,7 @@ class SuperNet(nn.Module):
     def forward_mixed(self, x: torch.Tensor, op_weights: torch.Tensor, warmup: bool = False) -> torch.Tensor:
         """Logits (B, classes) with every op of every edge computed and weighted by ``op_weights`` (6, 5),
         kernels generated from ``op_weights`` as the architecture encoding."""
-        generated = self.kernels(op_weights, dict.fromkeys(self.kernels.groups), uniform=warmup)
+        generated = self.kernels.teacher(op_weights, dict.fromkeys(self.kernels.groups), uniform=warmup)
         x = self.stem(x)
         for cell, slot in zip(self.cells, self.cell_stage, strict=True):
             if slot is None:

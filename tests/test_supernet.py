@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from khnet.config import METHODS, ConfigError, SupernetConfig
+from khnet.config import ConfigError, SupernetConfig
 from khnet.hypernet import (
     ConvGroup,
     HyperKernels,
     KshotKernels,
+    ResidualHyperKernels,
     arch_encoding,
     build_kernel_source,
     conv_groups,
@@ -29,7 +30,13 @@ ARCHS = [Arch.from_index(6111), Arch.from_ops(["none"] * 6), Arch.from_index(0)]
 ]
 
 
+# every kernel source: the methods, with kshot-hypernet in each of its generator forms (METHOD:GENERATOR)
+VARIANTS = ["kshot-hypernet", "kshot-hypernet:paper", "kshot-hypernet:paper-rank7", "kshot", "weight-sharing"]
+
+
 def tiny(method: str = "kshot-hypernet", **kw) -> SuperNet:
+    if ":" in method:
+        method, kw["generator"] = method.split(":")
     torch.manual_seed(0)
     return SuperNet(SupernetConfig(method=method, **{**TINY, **kw}))
 
@@ -43,7 +50,7 @@ def exercise_bn(net: SuperNet, x: torch.Tensor) -> None:
             net(x, arch)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", VARIANTS)
 def test_subnet_equals_single_path_forward(method):
     net = tiny(method, cells_per_stage=2)
     x = torch.randn(4, 3, 32, 32)
@@ -70,7 +77,7 @@ def test_subnet_equals_single_path_at_full_size():
             assert set(net.subnet(arch).state_dict()) == set(NB201Net(arch).state_dict())
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", VARIANTS)
 def test_teacher_with_one_hot_beta_is_the_single_path(method):
     net = tiny(method)
     x = torch.randn(3, 3, 32, 32)
@@ -120,22 +127,31 @@ def test_teacher_cell_matches_hand_computed_mixed_ops():
         assert torch.allclose(cell.forward_mixed(x, weights, kernels), n3, atol=1e-5)
 
 
-def test_gradients_reach_generators_mixer_cab_and_beta():
-    net = tiny()
+@pytest.mark.parametrize(
+    ("generator", "prefixes"),
+    [
+        ("paper", ("kernels.in_maps.", "kernels.out_maps.", "kernels.features.", "kernels.attention.", "beta")),
+        ("residual", ("kernels.generated.in_maps.", "kernels.generated.out_maps.", "kernels.generated.features.",
+                      "kernels.generated.attention.", "kernels.shared.", "kernels.gain.", "beta")),
+    ],
+)  # fmt: skip
+def test_gradients_reach_generators_mixer_cab_and_beta(generator, prefixes):
+    net = tiny(generator=generator)
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     F.cross_entropy(net.forward_teacher(x), y).backward()
     grads = {name: p.grad for name, p in net.named_parameters()}
-    for prefix in ("kernels.in_maps.", "kernels.out_maps.", "kernels.features.", "kernels.attention.", "beta"):
+    for prefix in prefixes:
         touched = [g for name, g in grads.items() if name.startswith(prefix)]
         assert touched and all(g is not None and g.abs().sum() > 0 for g in touched), prefix
     net.zero_grad()
     F.cross_entropy(net(x, ARCHS[0]), y).backward()
     assert net.beta.grad is None or net.beta.grad.abs().sum() == 0  # a single path does not use beta
-    assert net.kernels.features.embed.weight.grad.abs().sum() > 0
-    assert net.kernels.attention.mlp[0].weight.grad.abs().sum() > 0
+    hyper = net.kernels.generated if generator == "residual" else net.kernels
+    assert hyper.features.embed.weight.grad.abs().sum() > 0
+    assert hyper.attention.mlp[0].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("method", ["kshot-hypernet", "kshot"])
+@pytest.mark.parametrize("method", ["kshot-hypernet", "kshot-hypernet:paper", "kshot"])
 def test_warmup_gives_uniform_lambda(method):
     net = tiny(method)
     alpha = arch_encoding(ARCHS[0])
@@ -144,7 +160,8 @@ def test_warmup_gives_uniform_lambda(method):
     assert not torch.allclose(net.kernels.coefficients(alpha), lam)  # learned lambda differs
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
     F.cross_entropy(net(x, ARCHS[0], warmup=True), y).backward()
-    head = net.kernels.attention if method == "kshot-hypernet" else net.kernels.simplex
+    source = net.kernels.generated if isinstance(net.kernels, ResidualHyperKernels) else net.kernels
+    head = source.simplex if method == "kshot" else source.attention
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in head.parameters())
 
 
@@ -152,7 +169,8 @@ def test_warmup_gives_uniform_lambda(method):
 def test_generated_kernels_start_at_standard_conv_variance(seed):
     torch.manual_seed(seed)
     config = SupernetConfig()
-    for source in (HyperKernels(config), KshotKernels(SupernetConfig(method="kshot"))):
+    sources = (HyperKernels(config), ResidualHyperKernels(config), KshotKernels(SupernetConfig(method="kshot")))
+    for source in sources:
         for arch in (ARCHS[0], Arch.random(random.Random(seed))):
             kernels = source(arch_encoding(arch), dict.fromkeys(source.groups))
             for name, w in kernels.items():
@@ -175,7 +193,7 @@ def test_paper_worked_example_parameter_counts():
     assert 30 < 37_748_736 / per_layer < 35
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", VARIANTS)
 def test_each_method_trains_a_step(method):
     net = tiny(method).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
@@ -215,7 +233,14 @@ def test_config_round_trip_and_errors(tmp_path):
 
 
 def test_parameter_counts_by_part():
-    counts = SuperNet(SupernetConfig()).param_counts()
+    residual = SuperNet(SupernetConfig()).param_counts()
+    assert residual["kernels.gain"] == 180 and residual["kernels.shared"] == 5 * 6 * sum(
+        c * c * (1 + 9) for c in (16, 32, 64)
+    )  # one stored 1x1 and 3x3 kernel per edge
+    counts = SuperNet(SupernetConfig(generator="paper")).param_counts()
+    assert residual["kernels.generated"] == counts["kernels.in_maps"] + counts["kernels.out_maps"] + (
+        counts["kernels.features"] + counts["kernels.attention"]
+    )
     assert counts["skeleton"] == 73_306  # stem, reductions, lastact, classifier: the all-`none` network
     assert counts["op_batchnorms"] == 5 * 6 * 2 * 2 * (16 + 32 + 64)
     assert counts["beta"] == 30
@@ -226,7 +251,7 @@ def test_parameter_counts_by_part():
     assert len(OP_NAMES) == 5
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", VARIANTS)
 def test_channels_last_gives_the_same_outputs(method):
     net = tiny(method)
     x = torch.randn(2, 3, 32, 32)

@@ -72,6 +72,16 @@ def train(
     cells_per_stage: Annotated[int | None, typer.Option(help="Cells per stage (N).")] = None,
     hidden: Annotated[int, typer.Option(help="Architecture feature width h.")] = 32,
     num_kernels: Annotated[int | None, typer.Option(help="Kernel dictionary size N (default per method).")] = None,
+    generator: Annotated[
+        str | None,
+        typer.Option(help="kshot-hypernet kernels: residual (W = S + s G(alpha)), paper, or paper-rank7 (old defect)."),
+    ] = None,
+    residual_gain: Annotated[
+        float | None, typer.Option(help="Initial gain s of the residual generator (0 = weight sharing at start).")
+    ] = None,
+    teacher_kernels: Annotated[
+        str | None, typer.Option(help="Residual generator: teacher kernels from softmax(beta) (beta) or S alone.")
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Where datasets live (default $KHNET_DATA).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[str, typer.Option(help="auto (bf16 on CUDA), off, bf16 or fp16.")] = "auto",
@@ -97,6 +107,8 @@ def train(
         )  # fmt: skip
         shape = {**(PROXY if proxy else {})}
         shape.update({k: v for k, v in (("channels", channels), ("cells_per_stage", cells_per_stage)) if v is not None})
+        options = {"generator": generator, "residual_gain": residual_gain, "teacher_kernels": teacher_kernels}
+        shape.update({k: v for k, v in options.items() if v is not None})
         model_config = SupernetConfig(method=method, hidden=hidden, num_kernels=num_kernels, **shape)
         directory = run_dir or Path("runs") / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
     events = train_supernet(
