@@ -74,20 +74,19 @@ def probe(method: str, args: argparse.Namespace, steps: int) -> dict[str, float]
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     generator = torch.Generator().manual_seed(args.seed)
 
-    def run(n: int) -> None:
+    for phase, n in (("warm-up", 3), ("timed", steps)):
+        if phase == "timed":
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
         for _ in range(n):
             train_step(model, optimizer, x, y, generator, config, warmup=False, amp_dtype=amp)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    run(3)
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    run(steps)
+        torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    del model, optimizer
+    model.cpu()  # frees the device for the runs that follow
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {"step_s": seconds, "images_per_s": args.batch_size / seconds, "peak_mem_gib": peak}

@@ -59,7 +59,8 @@ _BASE_RUNS = {
     "khn-paper": ["--method", "kshot-hypernet", "--generator", "paper"],
     "khn-res": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.1"],
     "khn-res-shared": [
-        "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.1", "--teacher-kernels", "shared",
+        "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.1",
+        "--teacher-kernels", "shared",
     ],
     "khn-res-g0": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0"],
     "khn-res-g0.3": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.3"],
@@ -122,9 +123,8 @@ def evaluate(name: str) -> None:
     epochs = len({row["epoch"] for row in read_csv(run_dir / "metrics.csv")})  # epochs trained so far
     start = time.perf_counter()
     device = DEVICE_ARGS[1:2] and ["--device", DEVICE_ARGS[1]]
-    result = json.loads(
-        _khnet("eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json", *device, *SMOKE_EVAL).stdout
-    )
+    args = ["eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json", *device, *SMOKE_EVAL]
+    result = json.loads(_khnet(*args).stdout)
     _log_time(f"eval {name}", time.perf_counter() - start, f"{len(result['records'])} archs, test split")
     rows = [
         {"run": name, "epochs": epochs, "index": r["index"], "arch": r["arch"], "mflops": round(r["mflops"], 4),

@@ -220,8 +220,8 @@ def sgd_optimizer(
     model: nn.Module, config: TrainConfig, scaled: frozenset[int] = frozenset(), lr_scale: float = 1.0
 ) -> torch.optim.SGD:
     """SGD over ``model`` with the parameter groups ``decay`` (conv/linear weights, generators, beta) and
-    ``no_decay`` (BatchNorm and LayerNorm parameters, biases, the residual generator's gains), each split again into the parameters whose ids
-    are in ``scaled`` and the rest. ``base_weight_decay`` remembers the decayed value and ``lr_scale``
+    ``no_decay`` (BatchNorm and LayerNorm parameters, biases, the residual generator's gains), each split again
+    into the parameters whose ids are in ``scaled`` and the rest. ``base_weight_decay`` remembers the decayed value and ``lr_scale``
     (``lr_scale`` for ``scaled``, else 1) multiplies the scheduled learning rate."""
     norm_params = {
         id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for p in m.parameters()
