@@ -6,7 +6,10 @@
 #   2. once the probe is done, beside it, the proxy study's protocol (experiments/proxy_study.py, float32) for
 #      the runs named in RUNS, all at once (each is a small, launch-bound process).
 # Needs gpu_data/cifar10-jpeg/cifar10-jpeg.tar.gz (carried; a copy of ../shared/data/cifar10-jpeg) and the
-# machine's own python3 with torch. Everything it measures is packed into $OUT/results.tgz every 20 s, so a
+# machine's own python3 with torch; its own typer works (typer 0.29 carried as a wheel did not: it needs pydantic).
+# Measured on an H200 (2026-11-28): data 9 s; probe 30 s; gpu_check with TRAIN_BUDGET_S=120 about 270 s more;
+# ten proxy runs side by side 316-368 s of training each, then about 50 s of evaluation each: give the whole
+# command 600 s, or fewer RUNS. Trained proxy supernets are not packed (too large for $OUT): evaluate in the call. Everything it measures is packed into $OUT/results.tgz every 20 s, so a
 # run cut short still returns what it finished.
 #
 #   OUT=/tmp/out RUNS="ws khn-res" TRAIN_BUDGET_S=150 experiments/gpu_session.sh
@@ -18,10 +21,6 @@ TRAIN_BUDGET_S=${TRAIN_BUDGET_S:-150}
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 KHNET_OFFLINE=1 HF_HUB_OFFLINE=1
 mkdir -p "$OUT" logs
-if ls .whl/*.whl > /dev/null 2>&1; then  # carried wheels (typer, click as pinned here) take precedence
-    $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        && export PYTHONPATH=$PWD:/tmp/site
-fi
 
 if [ -n "${SMOKE:-}" ]; then
     CHECK_ARGS=(--smoke --runs /tmp/khnet-smoke/gpu_check --out logs/gpu_check-smoke.csv)
@@ -52,8 +51,12 @@ echo "data ready after $(( $(date +%s) - started )) s"
 packer=$!
 
 rm -f logs/ready
-$PYTHON experiments/gpu_check.py "${CHECK_ARGS[@]}" --ready-file logs/ready > logs/gpu_check.log 2>&1 &
-check=$!
+if [ -n "${SKIP_CHECK:-}" ]; then  # the proxy runs alone
+    true & check=$!; touch logs/ready; touch logs/gpu_check.log
+else
+    $PYTHON experiments/gpu_check.py "${CHECK_ARGS[@]}" --ready-file logs/ready > logs/gpu_check.log 2>&1 &
+    check=$!
+fi
 for _ in $(seq 300); do [ -f logs/ready ] || ! kill -0 $check 2>/dev/null && break; sleep 1; done
 echo "probe done after $(( $(date +%s) - started )) s"; grep -E "^probe|^steps" logs/gpu_check.log
 
