@@ -26,6 +26,15 @@ from khnet.network import NB201Net
 from khnet.space import Arch
 from khnet.supernet import SuperNet, _path_plan
 
+# label -> SupernetConfig settings; "kshot-hypernet" is the default form (residual since issue 11)
+FORMS = {
+    "kshot-hypernet": {"method": "kshot-hypernet"},
+    "kshot-hypernet-paper": {"method": "kshot-hypernet", "generator": "paper"},
+    "kshot-hypernet-paper-rank7": {"method": "kshot-hypernet", "generator": "paper-rank7"},
+    "kshot": {"method": "kshot"},
+    "weight-sharing": {"method": "weight-sharing"},
+}
+
 
 def timed(fn, repeats: int) -> list[float]:
     times = []
@@ -78,14 +87,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--archs", default="6111,9930,11472")
     parser.add_argument("--out", type=Path, default=Path("docs/performance-supernet.json"))
+    parser.add_argument("--forms", default=",".join(FORMS), help=f"kernel sources to measure, from: {', '.join(FORMS)}")
     args = parser.parse_args()
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch,))
     results = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
                "batch": args.batch, "repeats": args.repeats, "archs": {}}  # fmt: skip
-    for method in ("kshot-hypernet", "kshot", "weight-sharing"):
-        supernet = SuperNet(SupernetConfig(method=method)).train()
+    for method in args.forms.split(","):
+        supernet = SuperNet(SupernetConfig(**FORMS[method])).train()
         for index in map(int, args.archs.split(",")):
             arch = Arch.from_index(index)
             plain = NB201Net(arch).train()

@@ -10,12 +10,25 @@ from typing import Any
 
 from khnet.errors import KhnetError
 
-__all__ = ["GENERATORS", "METHODS", "TEACHER_KERNELS", "ConfigError", "JsonConfig", "SupernetConfig"]
+__all__ = ["GENERATORS", "METHODS", "RECIPES", "TEACHER_KERNELS", "ConfigError", "JsonConfig", "SupernetConfig"]
 
 METHODS = ("kshot-hypernet", "kshot", "weight-sharing")
 GENERATORS = ("residual", "paper", "paper-rank7")
 TEACHER_KERNELS = ("beta", "shared")
 _DEFAULT_KERNELS = {"kshot-hypernet": 64, "kshot": 12, "weight-sharing": 1}
+# Named recipes for `khnet train --recipe`: settings of SupernetConfig ("model") and TrainConfig ("train").
+# "khnet" is the default (docs/results.md, issue 11: it ranks subnets better than weight sharing at the proxy
+# scale); "paper" is the paper's exact Algorithm 1 with the paper's generated kernels (z of full rank).
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "khnet": {
+        "model": {"generator": "residual", "residual_gain": 0.1, "teacher_kernels": "shared"},
+        "train": {"subnet_reduction": "mean"},
+    },
+    "paper": {
+        "model": {"generator": "paper", "teacher_kernels": "beta"},
+        "train": {"subnet_reduction": "sum"},
+    },
+}
 _NON_INT_FIELDS = ("method", "generator", "residual_gain", "teacher_kernels")
 
 
@@ -66,8 +79,9 @@ class SupernetConfig(JsonConfig):
             the paper's form with full-rank z. ``paper-rank7``: the paper's form as khnet built it up to 0.1,
             with z of rank <= 7 (a defect); only to reproduce the issue-7 runs in docs/results.md.
         residual_gain: initial gain s of the ``residual`` generator (0 = exactly weight sharing at the start).
-        teacher_kernels: kernels of the full-supernet teacher with the ``residual`` generator: ``beta``
-            (S + s G(softmax(beta)), the paper's choice of encoding) or ``shared`` (S alone).
+        teacher_kernels: kernels of the full-supernet teacher with the ``residual`` generator: ``shared`` (S
+            alone, the default: softmax(beta) is an input no single path ever gives the generator) or ``beta``
+            (S + s G(softmax(beta)), the paper's choice of encoding).
     """
 
     method: str = "kshot-hypernet"
@@ -83,7 +97,7 @@ class SupernetConfig(JsonConfig):
     simplex_hidden: int = 64
     generator: str = "residual"
     residual_gain: float = 0.1
-    teacher_kernels: str = "beta"
+    teacher_kernels: str = "shared"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

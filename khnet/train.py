@@ -74,7 +74,8 @@ class TrainingDiverged(KhnetError):
 
 @dataclass
 class TrainConfig(JsonConfig):
-    """How a supernet is trained. Defaults are the paper's (Section 4, Algorithm 1).
+    """How a supernet is trained. Defaults are the paper's (Section 4, Algorithm 1), except that the K subnet
+    losses are averaged (``subnet_reduction="mean"``, khnet's recipe; ``RECIPES["paper"]`` sums them).
 
     Attributes:
         dataset: a name for ``khnet.data.load_dataset`` (``sample``, ``cifar10``, ``imagefolder:PATH``, ...).
@@ -93,8 +94,8 @@ class TrainConfig(JsonConfig):
         distill_warmup_epochs: with ``distill``, subnets learn the true labels for this many first epochs and
             the soft labels after (0 = the paper). An untrained teacher's soft labels are near uniform, and
             K subnets pulling the shared weights towards them slow the teacher down (experiments/).
-        subnet_reduction: ``sum`` accumulates the K subnet gradients as FairNAS does (the paper); ``mean``
-            divides them by K, so the subnets weigh as much as the teacher.
+        subnet_reduction: ``mean`` (the default) divides the K subnet gradients by K, so the subnets weigh as
+            much as the teacher; ``sum`` accumulates them as FairNAS does (the paper, ``--recipe paper``).
         grad_clip: max gradient norm per step, or None for no clipping (the paper does not clip).
         generator_lr_scale: multiplies the learning rate of the kernel source (``model.kernels``: for
             kshot-hypernet the MLP-Mixer, the CAB and the generator maps A and B; for kshot the stored
@@ -126,7 +127,7 @@ class TrainConfig(JsonConfig):
     num_subnets: int = 5
     distill: bool = True
     distill_warmup_epochs: int = 0
-    subnet_reduction: str = "sum"
+    subnet_reduction: str = "mean"
     grad_clip: float | None = None
     generator_lr_scale: float = 1.0
     valid_fraction: float = 0.1
@@ -221,8 +222,8 @@ def sgd_optimizer(
 ) -> torch.optim.SGD:
     """SGD over ``model`` with the parameter groups ``decay`` (conv/linear weights, generators, beta) and
     ``no_decay`` (BatchNorm and LayerNorm parameters, biases, the residual generator's gains), each split again
-    into the parameters whose ids are in ``scaled`` and the rest. ``base_weight_decay`` remembers the decayed value and ``lr_scale``
-    (``lr_scale`` for ``scaled``, else 1) multiplies the scheduled learning rate."""
+    into the parameters whose ids are in ``scaled`` and the rest. ``base_weight_decay`` remembers the decayed
+    value and ``lr_scale`` (``lr_scale`` for ``scaled``, else 1) multiplies the scheduled learning rate."""
     norm_params = {
         id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for p in m.parameters()
     }

@@ -118,14 +118,15 @@ def test_residual_kernels_depend_on_the_arch_and_gain_is_not_decayed():
 
 def test_teacher_can_use_the_shared_kernels_alone():
     torch.manual_seed(0)
-    net = SuperNet(SupernetConfig(teacher_kernels="shared", **FULL_WIDTH)).eval()
+    net = SuperNet(SupernetConfig(**FULL_WIDTH)).eval()  # the default: teacher_kernels="shared"
+    assert net.config.teacher_kernels == "shared"
     x = torch.randn(2, 3, 32, 32)
     before = net.forward_teacher(x)
     with torch.no_grad():
         for p in net.kernels.generated.parameters():
             p.mul_(3.0)
     assert torch.allclose(net.forward_teacher(x), before)  # the generator plays no part in the teacher
-    net_beta = SuperNet(SupernetConfig(**FULL_WIDTH)).eval()
+    net_beta = SuperNet(SupernetConfig(teacher_kernels="beta", **FULL_WIDTH)).eval()
     before = net_beta.forward_teacher(x)
     with torch.no_grad():
         for p in net_beta.kernels.generated.out_maps.values():

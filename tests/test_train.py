@@ -130,7 +130,8 @@ def test_weight_decay_only_in_teacher_step_and_never_on_bn_or_bias():
     }
     assert any(".conv_a.op.2." in n for n in norm_names) and any(".edges.0.bn." in n for n in norm_names)
     for name, p in model.named_parameters():
-        assert (id(p) in no_decay) == (name in norm_names or name.endswith(".bias")), name
+        expected = name in norm_names or name.endswith(".bias") or name.startswith("kernels.gain.")  # gains: scales
+        assert (id(p) in no_decay) == expected, name
     assert id(model.beta) in decay
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
@@ -224,9 +225,35 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "Training summary" in out and "epoch 1/1" in err
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["channels"] == 8
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["channels"] == 8
+    # the default recipe (khnet): residual kernels, teacher on the shared kernels, mean of the subnet losses
+    assert (saved["model"]["generator"], saved["model"]["teacher_kernels"]) == ("residual", "shared")
+    assert saved["train"]["subnet_reduction"] == "mean"
     code = main(["train", "--resume", str(tmp_path / "nowhere")])
     assert code == 2 and "no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "generator", "reduction"),
+    [
+        (["--recipe", "paper"], "paper", "sum"),
+        (["--recipe", "paper", "--subnet-reduction", "mean"], "paper", "mean"),
+        (["--generator", "paper-rank7"], "paper-rank7", "mean"),
+    ],
+)
+def test_cli_train_recipes(tmp_path, capsys, args, generator, reduction):
+    code = main(["train", "--dataset", "sample", "--epochs", "1", "--proxy", "--max-steps-per-epoch", "1",
+                 "--batch-size", "16", "--device", "cpu", *args, "-o", str(tmp_path / "run")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["model"]["generator"], saved["train"]["subnet_reduction"]) == (generator, reduction)
+
+
+def test_cli_train_rejects_an_unknown_recipe(tmp_path, capsys):
+    code = main(["train", "--recipe", "fast", "-o", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code != 0 and "unknown recipe 'fast'" in err and "khnet, paper" in err
 
 
 def test_distillation_schedule_options(monkeypatch):

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from khnet.cli._common import err_console, out_console
-from khnet.config import SupernetConfig
+from khnet.config import RECIPES, ConfigError, SupernetConfig
 from khnet.train import EpochEvent, StepEvent, StoppedEvent, TrainConfig, train_supernet
 
 __all__ = ["train"]
@@ -22,6 +22,8 @@ EXAMPLES = """Examples:
   khnet train --dataset sample --epochs 1 --proxy
 
   khnet train --dataset cifar10 --method kshot-hypernet -o runs/c10
+
+  khnet train --dataset cifar10 --recipe paper -o runs/c10-paper
 
   khnet train --resume runs/c10
 
@@ -58,9 +60,16 @@ def train(
     distill_warmup_epochs: Annotated[
         int, typer.Option(help="Subnets learn the labels for this many first epochs, then the soft labels.")
     ] = 0,
+    recipe: Annotated[
+        str,
+        typer.Option(
+            help="khnet (default: residual generated kernels, teacher on the shared kernels, mean subnet loss) "
+            "or paper (the paper's generated kernels and summed subnet losses). Flags below override it."
+        ),
+    ] = "khnet",
     subnet_reduction: Annotated[
-        str, typer.Option(help="sum (FairNAS, the paper) or mean of the K subnet losses.")
-    ] = "sum",
+        str | None, typer.Option(help="mean or sum (FairNAS, the paper) of the K subnet losses.")
+    ] = None,
     grad_clip: Annotated[float | None, typer.Option(help="Clip the gradient norm (off by default).")] = None,
     generator_lr_scale: Annotated[
         float, typer.Option(help="Learning-rate factor of the kernel source (hypernetwork); 1 = the paper.")
@@ -93,9 +102,13 @@ def train(
 ) -> None:
     """Train a supernet by Algorithm 1 (teacher + K distilled subnets per batch) into a run directory."""
     rank0 = os.environ.get("RANK", "0") == "0"
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     if resume is not None:
         directory, config, model_config = resume, TrainConfig(epochs=epochs) if epochs else None, None
     else:
+        chosen = RECIPES[recipe]
+        subnet_reduction = subnet_reduction or chosen["train"]["subnet_reduction"]
         config = TrainConfig(
             dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=epochs or 300,
             batch_size=batch_size, lr=lr, min_lr=min_lr, momentum=momentum, weight_decay=weight_decay,
@@ -108,6 +121,8 @@ def train(
         shape = {**(PROXY if proxy else {})}
         shape.update({k: v for k, v in (("channels", channels), ("cells_per_stage", cells_per_stage)) if v is not None})
         options = {"generator": generator, "residual_gain": residual_gain, "teacher_kernels": teacher_kernels}
+        if method == "kshot-hypernet":
+            shape.update(chosen["model"])
         shape.update({k: v for k, v in options.items() if v is not None})
         model_config = SupernetConfig(method=method, hidden=hidden, num_kernels=num_kernels, **shape)
         directory = run_dir or Path("runs") / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
