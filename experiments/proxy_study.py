@@ -63,6 +63,9 @@ _BASE_RUNS = {
         "--teacher-kernels", "shared",
     ],
     "khn-res-g0": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0"],
+    "khn-res-g0-shared": [
+        "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0", "--teacher-kernels", "shared",
+    ],
     "khn-res-g0.3": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.3"],
 }  # fmt: skip
 # NAME is seed 0; NAME-s1 the same run on seed 1 (issue 11 asks for two seeds)
