@@ -250,6 +250,12 @@ def test_cli_train_recipes(tmp_path, capsys, args, generator, reduction):
     assert (saved["model"]["generator"], saved["train"]["subnet_reduction"]) == (generator, reduction)
 
 
+def test_cli_train_epochs_zero_is_an_error_not_300_epochs(tmp_path, capsys):
+    code = main(["train", "--dataset", "sample", "--epochs", "0", "-o", str(tmp_path / "run")])
+    assert code != 0 and "epochs=0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_train_rejects_an_unknown_recipe(tmp_path, capsys):
     code = main(["train", "--recipe", "fast", "-o", str(tmp_path / "run")])
     err = capsys.readouterr().err

@@ -105,12 +105,12 @@ def train(
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     if resume is not None:
-        directory, config, model_config = resume, TrainConfig(epochs=epochs) if epochs else None, None
+        directory, config, model_config = resume, TrainConfig(epochs=epochs) if epochs is not None else None, None
     else:
         chosen = RECIPES[recipe]
         subnet_reduction = subnet_reduction or chosen["train"]["subnet_reduction"]
         config = TrainConfig(
-            dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=epochs or 300,
+            dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=300 if epochs is None else epochs,
             batch_size=batch_size, lr=lr, min_lr=min_lr, momentum=momentum, weight_decay=weight_decay,
             warmup_epochs=warmup_epochs, sampler=sampler, tau=tau, num_subnets=num_subnets, distill=distill,
             distill_warmup_epochs=distill_warmup_epochs, subnet_reduction=subnet_reduction,
