@@ -37,9 +37,14 @@ VARIANTS: dict[str, dict] = {
     "ws": {"method": "weight-sharing"},
     "paper-rank7": {"method": "kshot-hypernet", "generator": "paper-rank7"},
     "paper": {"method": "kshot-hypernet", "generator": "paper"},
-    "residual": {"method": "kshot-hypernet", "generator": "residual", "residual_gain": 0.1},
-    "residual-g0": {"method": "kshot-hypernet", "generator": "residual", "residual_gain": 0.0},
-    "residual-g0.3": {"method": "kshot-hypernet", "generator": "residual", "residual_gain": 0.3},
+    # the first candidates: the teacher on S + s G(softmax(beta)), the default when they were screened
+    "residual": {"method": "kshot-hypernet", "generator": "residual", "residual_gain": 0.1, "teacher_kernels": "beta"},
+    "residual-g0": {
+        "method": "kshot-hypernet", "generator": "residual", "residual_gain": 0.0, "teacher_kernels": "beta",
+    },
+    "residual-g0.3": {
+        "method": "kshot-hypernet", "generator": "residual", "residual_gain": 0.3, "teacher_kernels": "beta",
+    },
     "residual-shared": {
         "method": "kshot-hypernet", "generator": "residual", "residual_gain": 0.1, "teacher_kernels": "shared",
     },

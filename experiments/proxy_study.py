@@ -57,16 +57,22 @@ _BASE_RUNS = {
     "khn-glr": [*RANK7, "--generator-lr-scale", "0.01"],
     # issue 11: the paper's form with full-rank z, and the residual form W = S + s G(alpha)
     "khn-paper": ["--method", "kshot-hypernet", "--generator", "paper"],
-    "khn-res": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.1"],
+    "khn-res": [
+        "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.1", "--teacher-kernels", "beta",
+    ],
     "khn-res-shared": [
         "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.1",
         "--teacher-kernels", "shared",
     ],
-    "khn-res-g0": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0"],
+    "khn-res-g0": [
+        "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0", "--teacher-kernels", "beta",
+    ],
     "khn-res-g0-shared": [
         "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0", "--teacher-kernels", "shared",
     ],
-    "khn-res-g0.3": ["--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.3"],
+    "khn-res-g0.3": [
+        "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.3", "--teacher-kernels", "beta",
+    ],
 }  # fmt: skip
 # NAME is seed 0; NAME-s1 the same run on seed 1 (issue 11 asks for two seeds)
 RUNS = {

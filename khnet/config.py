@@ -21,7 +21,7 @@ _DEFAULT_KERNELS = {"kshot-hypernet": 64, "kshot": 12, "weight-sharing": 1}
 # scale); "paper" is the paper's exact Algorithm 1 with the paper's generated kernels (z of full rank).
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "khnet": {
-        "model": {"generator": "residual", "residual_gain": 0.1, "teacher_kernels": "shared"},
+        "model": {"generator": "residual", "residual_gain": 0.0, "teacher_kernels": "shared"},
         "train": {"subnet_reduction": "mean"},
     },
     "paper": {
@@ -75,10 +75,12 @@ class SupernetConfig(JsonConfig):
         simplex_hidden: hidden width of K-shot's simplex net.
         generator: how kshot-hypernet forms a kernel. ``residual`` (the default, beyond the paper):
             W = S + s G(alpha), a stored kernel S per conv plus the generated kernel scaled by a learned gain s
-            that starts at ``residual_gain``, so training starts as weight sharing. ``paper``: W = G(alpha),
+            that starts at ``residual_gain``, so training starts as (or, with a gain > 0, close to) weight
+            sharing. ``paper``: W = G(alpha),
             the paper's form with full-rank z. ``paper-rank7``: the paper's form as khnet built it up to 0.1,
             with z of rank <= 7 (a defect); only to reproduce the issue-7 runs in docs/results.md.
-        residual_gain: initial gain s of the ``residual`` generator (0 = exactly weight sharing at the start).
+        residual_gain: initial gain s of the ``residual`` generator. 0 (the default) starts exactly as weight
+            sharing: the gains learn from <dL/dW, G(alpha)>, and G from the gains once they move.
         teacher_kernels: kernels of the full-supernet teacher with the ``residual`` generator: ``shared`` (S
             alone, the default: softmax(beta) is an input no single path ever gives the generator) or ``beta``
             (S + s G(softmax(beta)), the paper's choice of encoding).
@@ -96,7 +98,7 @@ class SupernetConfig(JsonConfig):
     cab_reduction: int = 4
     simplex_hidden: int = 64
     generator: str = "residual"
-    residual_gain: float = 0.1
+    residual_gain: float = 0.0
     teacher_kernels: str = "shared"
 
     def __post_init__(self) -> None:

@@ -100,9 +100,9 @@ def test_residual_form_with_zero_gain_is_weight_sharing():
 
 
 def test_residual_kernels_depend_on_the_arch_and_gain_is_not_decayed():
+    assert (SupernetConfig().generator, SupernetConfig().residual_gain) == ("residual", 0.0)  # the default
     torch.manual_seed(0)
-    net = SuperNet(SupernetConfig(**FULL_WIDTH))  # the default: residual, gain 0.1
-    assert net.config.generator == "residual" and net.config.residual_gain == 0.1
+    net = SuperNet(SupernetConfig(residual_gain=0.1, **FULL_WIDTH))
     a = net.kernels(arch_encoding(Arch.from_index(6111)), {"s0_k3": None})["s0_k3"]
     b = net.kernels(arch_encoding(Arch.from_index(9930)), {"s0_k3": None})["s0_k3"]
     assert not torch.allclose(a, b)
@@ -118,15 +118,16 @@ def test_residual_kernels_depend_on_the_arch_and_gain_is_not_decayed():
 
 def test_teacher_can_use_the_shared_kernels_alone():
     torch.manual_seed(0)
-    net = SuperNet(SupernetConfig(**FULL_WIDTH)).eval()  # the default: teacher_kernels="shared"
-    assert net.config.teacher_kernels == "shared"
+    # a non-zero gain, so that the generator matters to the single paths (the default gain is 0)
+    net = SuperNet(SupernetConfig(residual_gain=0.1, **FULL_WIDTH)).eval()
+    assert net.config.teacher_kernels == "shared"  # the default
     x = torch.randn(2, 3, 32, 32)
     before = net.forward_teacher(x)
     with torch.no_grad():
         for p in net.kernels.generated.parameters():
             p.mul_(3.0)
     assert torch.allclose(net.forward_teacher(x), before)  # the generator plays no part in the teacher
-    net_beta = SuperNet(SupernetConfig(teacher_kernels="beta", **FULL_WIDTH)).eval()
+    net_beta = SuperNet(SupernetConfig(teacher_kernels="beta", residual_gain=0.1, **FULL_WIDTH)).eval()
     before = net_beta.forward_teacher(x)
     with torch.no_grad():
         for p in net_beta.kernels.generated.out_maps.values():
