@@ -11,8 +11,12 @@ from-scratch baseline), resumes where it stopped, and writes small CSVs to exper
 
 Runs (NAME): khn (Kshot-Hypernet, the study's recipe), kshot (N=12), ws (weight sharing), khn-nodistill,
 khn-fairnas, khn-sum (the paper's sum of the K subnet losses), khn-glr (khn with the hypernetwork's learning rate
-scaled by 0.01, added after the first results: see docs/results.md). Wall time of every call is appended to
-experiments/results/proxy/walltime.csv.
+scaled by 0.01, added after the first results: see docs/results.md). The issue-7 Kshot-Hypernet runs used the
+rank-7 generator (`--generator paper-rank7`). Issue 11 added khn-paper (z of full rank), khn-res* (the residual
+form W = S + s G(alpha) with its gain and teacher variants; khn-res-g0-shared is the new default) and, for every
+run, NAME-s1 on seed 1. Wall time of every call is appended to experiments/results/proxy/walltime.csv.
+
+    python experiments/proxy_study.py --device cuda --out DIR --runs-dir DIR train NAME   # on a GPU, float32
 """
 
 from __future__ import annotations

@@ -212,6 +212,7 @@ baked out and deployed without retraining.
 
 ```python
 from khnet.hub import resolve_supernet
+
 supernet = resolve_supernet("hf://ORG/NAME").model
 net = supernet.subnet("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
 ```

@@ -200,6 +200,9 @@ def _ddp_worker(rank: int, world: int, port: int, run_dir: str, out_dir: str) ->
     if rank == 0:
         with open(os.path.join(out_dir, "result.json"), "w") as f:
             json.dump(gathered, f)
+    # both ranks leave together: a rank tearing gloo down while the other is still in a collective aborts it
+    # ("terminate called without an active exception", about 1 run in 4 without this barrier)
+    dist.barrier()
     dist.destroy_process_group()
 
 
