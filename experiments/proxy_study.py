@@ -14,7 +14,8 @@ khn-fairnas, khn-sum (the paper's sum of the K subnet losses), khn-glr (khn with
 scaled by 0.01, added after the first results: see docs/results.md). The issue-7 Kshot-Hypernet runs used the
 rank-7 generator (`--generator paper-rank7`). Issue 11 added khn-paper (z of full rank), khn-res* (the residual
 form W = S + s G(alpha) with its gain and teacher variants; khn-res-g0-shared is the new default) and, for every
-run, NAME-s1 on seed 1. Wall time of every call is appended to experiments/results/proxy/walltime.csv.
+run, NAME-s1 and NAME-s2 on seeds 1 and 2. Wall time of every call is appended to
+experiments/results/proxy/walltime.csv.
 
     python experiments/proxy_study.py --device cuda --out DIR --runs-dir DIR train NAME   # on a GPU, float32
 """
@@ -78,10 +79,10 @@ _BASE_RUNS = {
         "--method", "kshot-hypernet", "--generator", "residual", "--residual-gain", "0.3", "--teacher-kernels", "beta",
     ],
 }  # fmt: skip
-# NAME is seed 0; NAME-s1 the same run on seed 1 (issue 11 asks for two seeds)
+# NAME is seed 0; NAME-s1 / NAME-s2 the same run on seed 1 / 2 (issue 11 asks for two seeds)
 RUNS = {
     **{name: [*args, "--seed", "0"] for name, args in _BASE_RUNS.items()},
-    **{f"{name}-s1": [*args, "--seed", "1"] for name, args in _BASE_RUNS.items()},
+    **{f"{name}-s{seed}": [*args, "--seed", str(seed)] for seed in (1, 2) for name, args in _BASE_RUNS.items()},
 }
 DEVICE_ARGS: list[str] = []  # e.g. ["--device", "cuda", "--amp", "off"] from --device
 SMOKE_EVAL: list[str] = []
