@@ -16,7 +16,7 @@
 #   SMOKE=1 OUT=/tmp/out RUNS="ws" experiments/gpu_session.sh        # on the CPU: a few steps of everything
 set -u
 OUT=${OUT:?set OUT to the folder that comes back}
-RUNS=${RUNS:-"ws ws-s1 khn-paper khn-paper-s1 khn-res khn-res-s1"}
+RUNS=${RUNS:-"ws ws-s1 khn-res-g0-shared khn-res-g0-shared-s1"}  # weight sharing and the default form
 TRAIN_BUDGET_S=${TRAIN_BUDGET_S:-150}
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 KHNET_OFFLINE=1 HF_HUB_OFFLINE=1
