@@ -17,7 +17,6 @@ budget; they are not NAS-Bench-201 numbers, which appear only as the ranking ref
 from __future__ import annotations
 
 import argparse
-import copy
 import random
 import statistics
 import time
@@ -29,7 +28,7 @@ from _results import write_csv
 from khnet.checkpoint import load_supernet
 from khnet.config import SupernetConfig
 from khnet.evaluate import EvalSettings, evaluate_archs, stratified_sample, summarize
-from khnet.hypernet import arch_encoding
+from khnet.hypernet import kernel_spectra
 from khnet.space import Arch
 from khnet.supernet import SuperNet
 from khnet.train import EpochEvent, TrainConfig, build_optimizer, train_step, train_supernet
@@ -44,24 +43,14 @@ METHODS = {
 
 
 def kernel_rank_stats(supernet: torch.nn.Module, num_archs: int = 8, seed: int = 0) -> dict[str, float]:
-    """Over ``num_archs`` random archs and every generated kernel: the smallest rank / min(C_in, h) and the
-    largest share of a kernel's energy in its top singular direction (kernel reshaped to (C_in, C_out*K*K)).
-    Kernels are generated in float64 on the CPU, so that ill-conditioning is not mistaken for a rank defect."""
-    source = copy.deepcopy(supernet.kernels).to("cpu", torch.float64)
-    hidden = getattr(supernet.config, "hidden", 1_000_000)
+    """Over ``num_archs`` random archs and every generated kernel (``khnet.hypernet.kernel_spectra``): the
+    smallest rank / min(C_in, h) (C_in for stored kernels) and the largest and mean share of a kernel's energy
+    in its top singular direction."""
     rng = random.Random(seed)
-    ratios, shares = [], []
-    with torch.no_grad():
-        for _ in range(num_archs):
-            alpha = arch_encoding(Arch.random(rng)).double()
-            for w in source(alpha, dict.fromkeys(source.groups)).values():
-                for kernel in w.float():
-                    m = kernel.transpose(0, 1).reshape(kernel.shape[1], -1)
-                    sv = torch.linalg.svdvals(m)
-                    rank = int((sv > sv[0] * 1e-11).sum())  # an exact rank defect leaves ~1e-16
-                    limit = m.shape[0] if supernet.config.method == "weight-sharing" else min(m.shape[0], hidden)
-                    ratios.append(rank / limit)
-                    shares.append(float(sv[0] ** 2 / (sv**2).sum()))
+    spectra = kernel_spectra(supernet.kernels, [Arch.random(rng) for _ in range(num_archs)])
+    stored = supernet.config.method == "weight-sharing"
+    ratios = [k.rank / (k.in_chs if stored else min(k.in_chs, supernet.config.hidden)) for k in spectra]
+    shares = [k.top_share for k in spectra]
     return {"min_rank_ratio": min(ratios), "max_top_energy": max(shares), "mean_top_energy": statistics.fmean(shares)}
 
 

@@ -13,7 +13,6 @@ generated in float64). Weight sharing's stored kernels are the reference.
 from __future__ import annotations
 
 import argparse
-import copy
 import random
 import statistics
 from pathlib import Path
@@ -23,7 +22,7 @@ from _results import write_csv
 
 from khnet.config import SupernetConfig
 from khnet.data import load_dataset
-from khnet.hypernet import arch_encoding
+from khnet.hypernet import KernelSpectrum, kernel_spectra
 from khnet.space import Arch
 from khnet.supernet import SuperNet
 from khnet.train import TrainConfig, build_optimizer, train_step
@@ -35,23 +34,6 @@ FORMS = {
     "residual": {"generator": "residual"},
 }
 SIZES = {"proxy C=8 N=1": (8, 1), "paper C=16 N=5": (16, 5)}
-
-
-def spectra(net: SuperNet, archs: list[Arch]) -> dict[str, list[tuple[int, int, float, float]]]:
-    """Per group: (rank, C_in, top-direction energy share, sigma_min / sigma_max) of every kernel."""
-    source = copy.deepcopy(net.kernels).double()
-    out: dict[str, list[tuple[int, int, float, float]]] = {}
-    with torch.no_grad():
-        for arch in archs:
-            for name, w in source(arch_encoding(arch).double(), dict.fromkeys(source.groups)).items():
-                for kernel in w:
-                    m = kernel.transpose(0, 1).reshape(kernel.shape[1], -1)
-                    sv = torch.linalg.svdvals(m)
-                    rank = int((sv > sv[0] * 1e-11).sum())
-                    out.setdefault(name, []).append(
-                        (rank, m.shape[0], float(sv[0] ** 2 / (sv**2).sum()), float(sv[-1] / sv[0]))
-                    )
-    return out
 
 
 def main() -> None:
@@ -78,8 +60,13 @@ def main() -> None:
                     for _ in range(args.steps):
                         x, y = next(batches)
                         train_step(net, optimizer, x, y, generator, config, warmup=False)
-                for group, values in spectra(net, archs).items():
-                    ranks, chs, tops, conds = zip(*values, strict=True)
+                by_group: dict[str, list[KernelSpectrum]] = {}
+                for k in kernel_spectra(net.kernels, archs):
+                    by_group.setdefault(k.group, []).append(k)
+                for group, values in by_group.items():
+                    ranks, chs, tops, conds = zip(
+                        *((k.rank, k.in_chs, k.top_share, k.sigma_ratio) for k in values), strict=True
+                    )
                     rows.append({
                         "size": size, "form": form, "when": when, "group": group, "c_in": chs[0],
                         "hidden": net.config.hidden, "min_rank": min(ranks),

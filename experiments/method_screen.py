@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from _results import read_csv, write_csv
 
+from khnet.checkpoint import load_supernet
 from khnet.config import SupernetConfig
 from khnet.evaluate import EvalSettings, evaluate_archs, stratified_sample, summarize
 from khnet.train import TrainConfig, train_supernet
@@ -64,8 +65,6 @@ def screen(variant: str, seed: int, epochs: int, num_archs: int, run_root: Path,
     for _ in train_supernet(run_dir, None if resume else config, None if resume else model_config, resume=resume):
         pass
     train_s = time.perf_counter() - start
-    from khnet.checkpoint import load_supernet
-
     supernet = load_supernet(run_dir)
     settings = EvalSettings(dataset="sample", split="test", calib_images=256 if smoke else 2048)
     records = list(evaluate_archs(supernet, stratified_sample(num_archs, seed=0), settings))

@@ -84,7 +84,7 @@ RUNS = {
     **{name: [*args, "--seed", "0"] for name, args in _BASE_RUNS.items()},
     **{f"{name}-s{seed}": [*args, "--seed", str(seed)] for seed in (1, 2) for name, args in _BASE_RUNS.items()},
 }
-DEVICE_ARGS: list[str] = []  # e.g. ["--device", "cuda", "--amp", "off"] from --device
+DEVICE: list[str] = []  # ["--device", NAME] from --device, for train and eval
 SMOKE_EVAL: list[str] = []
 SMOKE_TRAIN: list[str] = []  # --smoke: a few steps, to prove the drivers (results go to --out, never OUT)
 RUNS_DIR = Path("runs/proxy")
@@ -121,7 +121,8 @@ def _khnet(*args: str) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------- train / eval / scratch
 def train(name: str, stop_after_epochs: int | None) -> None:
     run_dir = RUNS_DIR / name
-    args = ["train", *COMMON, *RUNS[name], *DEVICE_ARGS, *SMOKE_TRAIN, "-o", str(run_dir)]
+    amp = ["--amp", "off"] if DEVICE else []  # float32 on a GPU too, as on the CPU
+    args = ["train", *COMMON, *RUNS[name], *DEVICE, *amp, *SMOKE_TRAIN, "-o", str(run_dir)]
     if (run_dir / "checkpoint.pt").is_file():
         args = ["train", "--resume", str(run_dir), "--epochs", str(EPOCHS)]
     if stop_after_epochs:
@@ -136,8 +137,7 @@ def evaluate(name: str) -> None:
     run_dir = RUNS_DIR / name
     epochs = len({row["epoch"] for row in read_csv(run_dir / "metrics.csv")})  # epochs trained so far
     start = time.perf_counter()
-    device = DEVICE_ARGS[1:2] and ["--device", DEVICE_ARGS[1]]
-    args = ["eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json", *device, *SMOKE_EVAL]
+    args = ["eval", str(run_dir), "--sample", str(SAMPLE_SIZE), "--split", "test", "--json", *DEVICE, *SMOKE_EVAL]
     result = json.loads(_khnet(*args).stdout)
     _log_time(f"eval {name}", time.perf_counter() - start, f"{len(result['records'])} archs, test split")
     rows = [
@@ -308,7 +308,7 @@ def main() -> None:
         SMOKE_TRAIN[:] = ["--max-steps-per-epoch", "2"]
         SMOKE_EVAL[:] = ["--test-images", "256", "--calib-images", "256"]
     if args.device:
-        DEVICE_ARGS[:] = ["--device", args.device, "--amp", "off"]
+        DEVICE[:] = ["--device", args.device]
     if args.command == "train":
         train(args.name, args.stop_after_epochs)
     elif args.command == "eval":

@@ -139,7 +139,7 @@ class SupernetConfig(JsonConfig):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SupernetConfig:
         """Build from ``to_dict`` output. A kshot-hypernet config saved before ``generator`` existed (khnet
-        <= 0.4) describes the rank-7 form it was trained with, so it loads as ``paper-rank7``."""
+        <= 0.1) describes the rank-7 form it was trained with, so it loads as ``paper-rank7``."""
         if data.get("method", "kshot-hypernet") == "kshot-hypernet" and "generator" not in data:
             data = {**data, "generator": "paper-rank7"}
         return super().from_dict(data)

@@ -220,17 +220,14 @@ class _RunState:
 def sgd_optimizer(
     model: nn.Module, config: TrainConfig, scaled: frozenset[int] = frozenset(), lr_scale: float = 1.0
 ) -> torch.optim.SGD:
-    """SGD over ``model`` with the parameter groups ``decay`` (conv/linear weights, generators, beta) and
-    ``no_decay`` (BatchNorm and LayerNorm parameters, biases, the residual generator's gains), each split again
-    into the parameters whose ids are in ``scaled`` and the rest. ``base_weight_decay`` remembers the decayed
-    value and ``lr_scale`` (``lr_scale`` for ``scaled``, else 1) multiplies the scheduled learning rate."""
-    norm_params = {
-        id(p) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for p in m.parameters()
-    }
+    """SGD over ``model`` with the parameter groups ``decay`` (matrices and tensors: conv/linear weights,
+    generators, stored kernels, beta) and ``no_decay`` (vectors: BatchNorm and LayerNorm parameters, biases,
+    the residual generator's gains), each split again into the parameters whose ids are in ``scaled`` and the
+    rest. ``base_weight_decay`` remembers the decayed value and ``lr_scale`` (``lr_scale`` for ``scaled``,
+    else 1) multiplies the scheduled learning rate."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        decays = id(p) not in norm_params and not name.endswith(".bias") and ".gain." not in name
-        groups.setdefault((decays, id(p) in scaled), []).append(p)
+    for p in model.parameters():
+        groups.setdefault((p.ndim > 1, id(p) in scaled), []).append(p)
     param_groups = []
     for (decays, in_scaled), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1])):
         wd = config.weight_decay if decays else 0.0

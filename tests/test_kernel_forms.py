@@ -3,7 +3,6 @@ load as the form they were trained with, and the GPU check runs on the CPU."""
 
 from __future__ import annotations
 
-import copy
 import random
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from khnet import hypernet
 from khnet.config import ConfigError, SupernetConfig
 from khnet.hypernet import ResidualHyperKernels, SharedKernels, arch_encoding
 from khnet.space import Arch
@@ -25,21 +25,8 @@ FULL_WIDTH = {"channels": 16, "cells_per_stage": 1, "hidden": 32}
 
 
 def kernel_spectra(net: SuperNet, archs: list[Arch]) -> list[tuple[str, int, int, float]]:
-    """(group, rank, C_in, share of energy in the top singular direction) per generated kernel, the kernel
-    read as a (C_in, C_out*K*K) matrix. Generated in float64: the paper's form is full rank but, for C_in = h,
-    ill-conditioned (sigma_min / sigma_max down to ~1e-6), too close to float32 round-off to call a rank."""
-    out = []
-    source = copy.deepcopy(net.kernels).double()
-    with torch.no_grad():
-        for arch in archs:
-            kernels = source(arch_encoding(arch).double(), dict.fromkeys(source.groups))
-            for name, w in kernels.items():
-                for kernel in w:
-                    m = kernel.transpose(0, 1).reshape(kernel.shape[1], -1)
-                    sv = torch.linalg.svdvals(m)
-                    rank = int((sv > sv[0] * 1e-11).sum())  # an exact defect leaves ~1e-16
-                    out.append((name, rank, m.shape[0], float(sv[0] ** 2 / (sv**2).sum())))
-    return out
+    """(group, rank, C_in, share of energy in the top singular direction) per generated kernel."""
+    return [(k.group, k.rank, k.in_chs, k.top_share) for k in hypernet.kernel_spectra(net.kernels, archs)]
 
 
 def train_a_few_steps(net: SuperNet, steps: int = 3) -> None:
