@@ -8,6 +8,10 @@ Names accepted by ``load_dataset``:
   in ``root`` (or ``root/ImageNet16``); labels 1..120 of the 1000 classes.
 - ``imagefolder:PATH``: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*`` (e.g. the JPEG CIFAR-10 copy),
   decoded once into memory at ``resolution`` pixels; normalised with CIFAR-10's statistics.
+- ``cifar10-jpeg``: the JPEG (quality 75) copy of all 60,000 CIFAR-10 images in ImageFolder layout, read from
+  ``root/cifar10-jpeg/{train,test}/<class>/*.jpg`` (the archive ``cifar10-jpeg.tar.gz`` extracted into
+  ``root``); the same images, order and splits as ``imagefolder:root/cifar10-jpeg``, under a name that does not
+  depend on where the folder lies (the zoo's supernets are trained on it).
 - ``sample``: 6,000 training and 1,000 test images of the JPEG CIFAR-10 copy (600 / 100 per class), shipped
   inside khnet; made by ``scripts/make_sample.py``. The embedded default for ``make run`` and the tests.
 
@@ -40,6 +44,7 @@ __all__ = [
     "SPLITS",
     "ArrayDataset",
     "DatasetInfo",
+    "dataset_info",
     "default_data_root",
     "default_num_workers",
     "load_dataset",
@@ -205,6 +210,12 @@ def _decode(data: bytes, resolution: int) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8)
 
 
+_IMAGEFOLDER_NOTE = (
+    "data: CIFAR-10 classes from an image folder (the JPEG q75 copy scores 2-3 points below the original "
+    "CIFAR-10), compared with NAS-Bench-201's CIFAR-10 numbers"
+)
+
+
 def _image_folder(path: Path, resolution: int = 32) -> Source:
     if not (path / "train").is_dir() or not (path / "test").is_dir():
         raise DataError(
@@ -238,14 +249,27 @@ def _image_folder(path: Path, resolution: int = 32) -> Source:
         resolution,
         *_scaled(_CIFAR10_STATS),
         benchmark="cifar10" if is_cifar10 else None,
-        note=(
-            "data: CIFAR-10 classes from an image folder (the JPEG q75 copy scores 2-3 points below the original "
-            "CIFAR-10), compared with NAS-Bench-201's CIFAR-10 numbers"
-        )
-        if is_cifar10
-        else "custom image folder; no benchmark comparison",
+        note=_IMAGEFOLDER_NOTE if is_cifar10 else "custom image folder; no benchmark comparison",
     )
     return train_x, train_y, test_x, test_y, info
+
+
+_JPEG_NOTE = (
+    "data: the JPEG q75 copy of CIFAR-10 (50k training images; it scores 2-3 points below the original "
+    "CIFAR-10), compared with NAS-Bench-201's CIFAR-10 numbers"
+)
+
+
+def _cifar10_jpeg(root: Path) -> Source:
+    folder = root / "cifar10-jpeg"
+    if not (folder / "train").is_dir() or not (folder / "test").is_dir():
+        raise DataError(
+            f"cifar10-jpeg is not in {folder} (it needs train/<class>/*.jpg and test/<class>/*.jpg); extract "
+            f"cifar10-jpeg.tar.gz (e.g. ../shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz) into {root}, "
+            "or pass --data-dir / set KHNET_DATA to the folder that holds cifar10-jpeg/"
+        )
+    train_x, train_y, test_x, test_y, _ = _image_folder(folder, 32)
+    return train_x, train_y, test_x, test_y, _CIFAR10_JPEG_INFO
 
 
 def _sample() -> Source:
@@ -263,16 +287,14 @@ def _sample() -> Source:
         32,
         *_scaled(_CIFAR10_STATS),
         benchmark="cifar10",
-        note=(
-            "data: the 7,000-image sample of the JPEG q75 CIFAR-10 copy shipped with khnet; NAS-Bench-201's "
-            "CIFAR-10 numbers (50k original images, 200 epochs) are shown for orientation only"
-        ),
+        note=_SAMPLE_NOTE,
     )
     return decode("train"), arrays["train_labels"], decode("test"), arrays["test_labels"], info
 
 
 _SOURCES: dict[str, Callable[[Path], Source]] = {  # name -> reader given the data root
     "cifar10": partial(_torchvision_cifar, "cifar10"),
+    "cifar10-jpeg": _cifar10_jpeg,
     "cifar100": partial(_torchvision_cifar, "cifar100"),
     "imagenet16-120": _imagenet16,
     "sample": lambda root: _sample(),  # shipped inside khnet: no root needed
@@ -289,6 +311,35 @@ def _read_source(name: str, root: Path, resolution: int) -> Source:
 
 _CACHE: dict[tuple[str, str, int], Source] = {}
 
+_SAMPLE_NOTE = (
+    "data: the 7,000-image sample of the JPEG q75 CIFAR-10 copy shipped with khnet; NAS-Bench-201's "
+    "CIFAR-10 numbers (50k original images, 200 epochs) are shown for orientation only"
+)
+_CIFAR10_JPEG_INFO = DatasetInfo("cifar10-jpeg", 10, 32, *_scaled(_CIFAR10_STATS), benchmark="cifar10", note=_JPEG_NOTE)
+_KNOWN_INFO = {
+    "cifar10": DatasetInfo("cifar10", 10, 32, *_scaled(_CIFAR10_STATS), benchmark="cifar10"),
+    "cifar100": DatasetInfo("cifar100", 100, 32, *_scaled(_CIFAR100_STATS), benchmark="cifar100"),
+    "imagenet16-120": DatasetInfo("imagenet16-120", 120, 16, *_scaled(_IMAGENET16_STATS), benchmark="imagenet16-120"),
+    "cifar10-jpeg": _CIFAR10_JPEG_INFO,
+    "sample": DatasetInfo("sample", 10, 32, *_scaled(_CIFAR10_STATS), benchmark="cifar10", note=_SAMPLE_NOTE),
+}
+
+
+def dataset_info(name: str, resolution: int = 32) -> DatasetInfo:
+    """What ``load_dataset(name, ...).info`` would say, without reading any image (for reports of stored
+    results on a machine that lacks the data). ``imagefolder:PATH`` reads only its class folder names when
+    the folder exists, and is reported as a custom folder otherwise."""
+    if name in _KNOWN_INFO:
+        return _KNOWN_INFO[name]
+    if name.startswith("imagefolder:"):
+        path = Path(name.split(":", 1)[1]).expanduser()
+        classes = sorted(d.name for d in (path / "train").iterdir() if d.is_dir()) if (path / "train").is_dir() else []
+        if tuple(classes) == CIFAR10_CLASSES and resolution == 32:
+            return DatasetInfo(name, 10, 32, *_scaled(_CIFAR10_STATS), benchmark="cifar10", note=_IMAGEFOLDER_NOTE)
+        return DatasetInfo(name, len(classes), resolution, *_scaled(_CIFAR10_STATS), benchmark=None,
+                           note="custom image folder; no benchmark comparison")  # fmt: skip
+    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
+
 
 def load_dataset(
     name: str,
@@ -302,7 +353,7 @@ def load_dataset(
     """One split of a dataset, held in memory, with the benchmark's transforms.
 
     Args:
-        name: ``cifar10``, ``cifar100``, ``imagenet16-120``, ``sample`` or ``imagefolder:PATH``.
+        name: ``cifar10``, ``cifar100``, ``imagenet16-120``, ``cifar10-jpeg``, ``sample`` or ``imagefolder:PATH``.
         split: ``train``, ``valid``, ``train+valid`` or ``test``.
         root: where datasets live or are downloaded to (default ``default_data_root()``).
         valid_fraction: share of the training images held out as ``valid`` (a seeded, class-blind draw).

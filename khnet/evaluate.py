@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from khnet.benchmark import BASELINE, ShippedGroundTruth
-from khnet.checkpoint import state_hash
-from khnet.data import ArrayDataset, load_dataset
+from khnet.checkpoint import atomic_write, state_hash
+from khnet.data import ArrayDataset, dataset_info, load_dataset
 from khnet.distributed import init_from_env
 from khnet.errors import KhnetError
 from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
@@ -41,10 +41,12 @@ __all__ = [
     "benchmark_setting",
     "calibration_images",
     "evaluate_archs",
+    "read_result_rows",
     "read_results",
     "recalibrate_bn",
     "stratified_sample",
     "summarize",
+    "write_results_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -243,23 +245,60 @@ RESULT_FIELDS = ("settings", "iso_class", "accuracy", "loss", "seconds", "images
 
 
 def _results_files(results_dir: Path, model_hash: str) -> list[Path]:
-    return sorted(results_dir.glob(f"eval-{model_hash}*.csv"))
+    """Result files of one supernet in a folder: the writable ``eval-<hash>[-r<rank>].csv`` and shipped,
+    read-only ``eval-<hash>.csv.gz`` tables (a zoo entry's whole-space evaluation)."""
+    return sorted(results_dir.glob(f"eval-{model_hash}*.csv")) + sorted(results_dir.glob(f"eval-{model_hash}*.csv.gz"))
 
 
-def read_results(results_dir: str | Path, model_hash: str, settings: EvalSettings) -> dict[int, dict[str, float]]:
+def _read_text(path: Path) -> str:
+    if path.suffix == ".gz":
+        import gzip
+
+        return gzip.decompress(path.read_bytes()).decode()
+    return path.read_text()
+
+
+def read_result_rows(results_dir: str | Path, model_hash: str) -> list[dict[str, str]]:
+    """Every complete stored row of one supernet in a folder (all settings), as dicts of strings."""
+    rows = []
+    for path in _results_files(Path(results_dir), model_hash):
+        rows += [r for r in csv.DictReader(io.StringIO(_read_text(path))) if r.get("time")]
+    return rows
+
+
+def write_results_table(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write result rows as a shipped, read-only table (``eval-<hash>.csv.gz``): one row per (settings,
+    class), sorted, gzipped with a fixed timestamp so that the same results give the same bytes."""
+    import gzip
+
+    unique = {(r["settings"], int(r["iso_class"])): r for r in rows}
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=RESULT_FIELDS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(unique[k] for k in sorted(unique))
+    atomic_write(path, lambda tmp: tmp.write_bytes(gzip.compress(out.getvalue().encode(), mtime=0)))
+    return Path(path)
+
+
+def read_results(
+    results_dir: str | Path | Sequence[str | Path], model_hash: str, settings: EvalSettings
+) -> dict[int, dict[str, float]]:
     """Stored results for this supernet and settings: iso class -> {accuracy, loss, seconds}.
 
-    Partial lines (a run killed mid-write) are ignored.
+    ``results_dir`` may be one folder or several (e.g. a zoo entry's shipped table, then the user's cache);
+    later folders win on a class they share. Partial lines (a run killed mid-write) are ignored.
     """
     found: dict[int, dict[str, float]] = {}
     key = settings.key()
-    for path in _results_files(Path(results_dir), model_hash):
-        for row in csv.DictReader(io.StringIO(path.read_text())):
-            try:
-                if row["settings"] == key and row["time"]:
-                    found[int(row["iso_class"])] = {k: float(row[k]) for k in ("accuracy", "loss", "seconds")}
-            except (KeyError, TypeError, ValueError):
-                continue
+    folders = [results_dir] if isinstance(results_dir, (str, Path)) else list(results_dir)
+    for folder in folders:
+        for path in _results_files(Path(folder), model_hash):
+            for row in csv.DictReader(io.StringIO(_read_text(path))):
+                try:
+                    if row["settings"] == key and row["time"]:
+                        found[int(row["iso_class"])] = {k: float(row[k]) for k in ("accuracy", "loss", "seconds")}
+                except (KeyError, TypeError, ValueError):
+                    continue
     return found
 
 
@@ -317,6 +356,7 @@ def evaluate_archs(
     ground_truth: ShippedGroundTruth | None = None,
     channels_last: bool = True,
     model_hash: str | None = None,
+    shipped_results: str | Path | None = None,
 ) -> Iterator[EvalRecord]:
     """Evaluate ``archs`` from ``supernet`` (bake, recalibrate BN, test), one record per arch, in order.
 
@@ -329,6 +369,8 @@ def evaluate_archs(
         channels_last: run the subnets in NHWC (faster on this CPU and on GPUs; same results up to rounding).
         model_hash: ``state_hash`` of the supernet when the caller already has it (repeated calls on one
             unchanged supernet, as in search); computed otherwise.
+        shipped_results: a read-only folder of stored results (a zoo entry's table), consulted before
+            ``results_dir``; nothing is written there.
     """
     import torch.distributed as dist
 
@@ -342,7 +384,8 @@ def evaluate_archs(
     rep_of = {a: members[a.unique_key][0] for a in archs}
     wanted = list(dict.fromkeys(rep_of[a] for a in archs))  # in the order asked for
 
-    done = read_results(results_dir, model_hash, settings) if results_dir is not None else {}
+    stores = [p for p in (shipped_results, results_dir) if p is not None]
+    done = read_results(stores, model_hash, settings) if stores else {}
     todo = [c for c in wanted if c not in done]
     mine = todo[rank::world]
     writer = _ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
@@ -377,7 +420,7 @@ def evaluate_archs(
     done.update(fresh)
     log.info("evaluated %d classes, reused %d", len(mine), len(wanted) - len(todo))
 
-    info = load_dataset(settings.dataset, "test", root=settings.data_dir).info  # cached by load_dataset
+    info = dataset_info(settings.dataset)  # no images read: stored results need no data
     bench = benchmark_setting(info.benchmark, settings.split)
     num_classes, resolution = _shape_of(supernet)
     for arch in archs:

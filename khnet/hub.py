@@ -55,6 +55,7 @@ class ResolvedSupernet:
         directory: the folder holding its files.
         train: the training settings from its config.json ({} when unknown); ``seed`` and ``valid_fraction``
             fix which training images were held out as the validation split.
+        zoo: the registry entry when ``source`` named a zoo entry.
     """
 
     model: torch.nn.Module
@@ -64,6 +65,64 @@ class ResolvedSupernet:
     data_note: str
     directory: Path
     train: dict[str, Any] = field(default_factory=dict)
+    zoo: ZooEntry | None = None
+
+    @property
+    def shipped_results(self) -> Path | None:
+        """The zoo entry's folder when it ships an evaluation table (read-only), else None."""
+        return self.directory if self.zoo is not None and self.zoo.table else None
+
+    def eval_settings(
+        self,
+        split: str = "valid",
+        dataset: str | None = None,
+        test_images: int | None = None,
+        calib_images: int | None = None,
+        calib_seed: int | None = None,
+        batch_size: int = 512,
+        data_dir: str | None = None,
+    ):
+        """``EvalSettings`` for this supernet: its training data and train/valid split; for a zoo entry with a
+        shipped table, the table's subset sizes and seed wherever the caller gives none (so that the table
+        answers), else the defaults (the whole split, 2,048 recalibration images, seed 0)."""
+        from khnet.evaluate import EvalSettings
+
+        table = (self.zoo.table.get("settings", {}) if self.zoo else {}) if split == "valid" else {}
+        return EvalSettings(
+            dataset=dataset or self.dataset or "sample",
+            split=split,
+            test_images=test_images if test_images is not None else table.get("test_images"),
+            calib_images=calib_images if calib_images is not None else table.get("calib_images", 2048),
+            calib_seed=calib_seed if calib_seed is not None else table.get("calib_seed", 0),
+            batch_size=batch_size,
+            data_dir=data_dir,
+            **self.split_settings(),
+        )
+
+    def calibration_dataset(self, dataset: str | None = None, data_dir: str | None = None) -> tuple[str, str]:
+        """The dataset to recalibrate BatchNorm on, and a note ('' if none) when it is not the training data.
+
+        ``dataset`` when given; else the training dataset; when that is not on this machine and the zoo entry
+        names a ``calibration_fallback`` (images of the same source, e.g. the shipped sample of the JPEG copy),
+        the fallback, with a note that says so. Anything else missing raises ``DataError`` (where to put it).
+        """
+        from khnet.data import load_dataset
+        from khnet.errors import DataError
+
+        if dataset:
+            return dataset, ""
+        name = self.dataset or "sample"
+        try:
+            load_dataset(name, "train", root=data_dir, **_split_kwargs(self.split_settings()))
+            return name, ""
+        except DataError as err:
+            fallback = self.zoo.calibration_fallback if self.zoo else None
+            if not fallback:
+                raise
+            return fallback, (
+                f"BatchNorm recalibrated on {fallback!r} instead of {name!r}, which is not here ({err}); "
+                f"the zoo entry's table was measured with {name!r}"
+            )
 
     def split_settings(self) -> dict[str, Any]:
         """``EvalSettings`` fields that reproduce the training run's train/valid split."""
@@ -82,10 +141,26 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _split_kwargs(split: dict[str, Any]) -> dict[str, Any]:
+    return {"valid_fraction": split["valid_fraction"], "seed": split["split_seed"]}
+
+
 # ---------------------------------------------------------------- the zoo
 @dataclass(frozen=True)
 class ZooEntry:
-    """One published supernet (an entry of ``zoo/registry.json``)."""
+    """One published supernet (an entry of ``registry.json`` in the zoo folder).
+
+    Attributes:
+        name, description, dataset (what ``load_dataset`` calls its training data), method, source
+        (``{"path": ...}`` inside the zoo folder or ``{"repo": ..., "revision": ...}`` on the Hub), sha256 (of
+        ``model.safetensors``), metrics (headline figures, accuracies in percent), command (how it was made).
+        scale: the network it deploys, e.g. ``{"channels": 8, "cells_per_stage": 1, "mparams": 1.8}``.
+        recipe: the training recipe in words (method, schedule, epochs, wall time).
+        table: the shipped whole-space evaluation, ``{"file": ..., "state_hash": ..., "settings": {...}}`` with
+            the ``EvalSettings`` fields it was measured with; search answers from it without any data.
+        calibration_fallback: a dataset ``khnet sample`` may recalibrate BatchNorm on when ``dataset`` is not on
+            this machine (it says so when it does), e.g. ``sample`` for an entry trained on the JPEG copy.
+    """
 
     name: str
     description: str
@@ -95,11 +170,20 @@ class ZooEntry:
     sha256: str
     metrics: dict[str, Any]
     command: str
+    scale: dict[str, Any] = field(default_factory=dict)
+    recipe: str = ""
+    table: dict[str, Any] = field(default_factory=dict)
+    calibration_fallback: str | None = None
 
 
 def zoo_dir() -> Path:
-    """The zoo folder: ``$KHNET_ZOO``, else ``zoo/`` of the source tree khnet runs from."""
-    return Path(os.environ.get("KHNET_ZOO", Path(__file__).resolve().parents[1] / "zoo"))
+    """The zoo folder: ``$KHNET_ZOO``, else the one installed with khnet (``khnet/zoo`` in a wheel), else
+    ``zoo/`` of the source tree khnet runs from."""
+    if os.environ.get("KHNET_ZOO"):
+        return Path(os.environ["KHNET_ZOO"])
+    package = Path(__file__).resolve().parent
+    installed = package / "zoo"
+    return installed if (installed / "registry.json").is_file() else package.parent / "zoo"
 
 
 def zoo_entries() -> dict[str, ZooEntry]:
@@ -107,7 +191,10 @@ def zoo_entries() -> dict[str, ZooEntry]:
     registry = zoo_dir() / "registry.json"
     if not registry.is_file():
         return {}
-    return {e["name"]: ZooEntry(**e) for e in json.loads(registry.read_text())["supernets"]}
+    try:
+        return {e["name"]: ZooEntry(**e) for e in json.loads(registry.read_text())["supernets"]}
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{registry} is malformed ({type(err).__name__}: {err}); restore it from khnet") from None
 
 
 def pull_from_zoo(name: str) -> Path:
@@ -118,7 +205,12 @@ def pull_from_zoo(name: str) -> Path:
         raise CheckpointError(f"no zoo entry {name!r}; known: {known}")
     entry = entries[name]
     if "path" in entry.source:
-        weights = zoo_dir() / entry.source["path"]
+        root = zoo_dir().resolve()
+        weights = (root / entry.source["path"]).resolve()
+        if not weights.is_relative_to(root):
+            raise CheckpointError(
+                f"zoo entry {name!r}: source.path {entry.source['path']!r} leaves the zoo folder {root}"
+            )
         if not weights.is_file():
             raise CheckpointError(f"zoo entry {name!r} points at {weights}, which is missing")
     else:
@@ -152,11 +244,13 @@ def _download(repo_id: str, revision: str | None) -> Path:
 def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> ResolvedSupernet:
     """Load the supernet named by ``spec``: run directory, ``.safetensors`` file, zoo name or ``hf://ORG/NAME[@REV]``."""
     text = str(spec)
+    entry = None
     if text.startswith("hf://"):
         repo, _, revision = text[len("hf://") :].partition("@")
         path = _download(repo, revision or None)
         results = Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
     elif not Path(text).expanduser().exists() and text in zoo_entries():
+        entry = zoo_entries()[text]
         path = pull_from_zoo(text)
         results = Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
     else:
@@ -176,7 +270,7 @@ def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> Re
         train = data.get("train") or {}
         dataset = (data.get("dataset") or {}).get("name") or train.get("dataset")
         note = (data.get("dataset") or {}).get("note", "")
-    return ResolvedSupernet(model, text, results, dataset, note, directory, train)
+    return ResolvedSupernet(model, text, results, dataset, note, directory, train, entry)
 
 
 def model_card(config: dict[str, Any], param_counts: dict[str, int], metrics: dict[str, Any] | None = None) -> str:

@@ -10,12 +10,13 @@ Isomorphic archs share an accuracy, so each class is represented by its cheapest
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +27,16 @@ from khnet.network import NB201Net
 from khnet.space import NUM_EDGES, OP_NAMES, Arch, Cost, isomorphism_classes
 
 __all__ = [
+    "BUDGET_NETWORKS",
     "Budget",
     "Candidate",
     "SearchResult",
+    "SupernetEvaluator",
+    "budget_shape",
+    "cost_range",
     "measure_latency",
     "pareto_front",
+    "parse_budgets",
     "parse_quantity",
     "search_budgets",
     "supernet_evaluator",
@@ -42,13 +48,14 @@ _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
 def parse_quantity(text: str | float, name: str = "value") -> float:
     """``50M`` -> 5e7, ``5e7`` -> 5e7, ``0.5M`` -> 5e5, ``2`` -> 2 (k, M, G suffixes, any case)."""
     if isinstance(text, (int, float)):
-        return float(text)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
-    if not match:
-        raise KhnetError(f"{name} {text!r} is not a number: write e.g. 50M, 5e7 or 50000000")
-    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
-    if value <= 0:
-        raise KhnetError(f"{name} {text!r} must be positive")
+        value = float(text)
+    else:
+        match = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
+        if not match:
+            raise KhnetError(f"{name} {text!r} is not a number: write e.g. 50M, 5e7 or 50000000")
+        value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    if not math.isfinite(value) or value <= 0:
+        raise KhnetError(f"{name} {text!r} must be a positive, finite number: write e.g. 50M, 5e7 or 50000000")
     return value
 
 
@@ -83,6 +90,38 @@ class Budget:
         return ", ".join(parts) or "no budget"
 
 
+def parse_budgets(
+    max_flops: Sequence[str] = (), max_params: Sequence[str] = (), max_latency_ms: Sequence[float] = ()
+) -> list[Budget]:
+    """Budgets from repeated options: each list holds one value for all budgets or one per budget.
+
+    ``max_flops`` in FLOPs (``50M``, ``5e7``), ``max_params`` in parameters (``0.5M``), ``max_latency_ms``
+    in milliseconds. No values at all give one unbounded budget.
+    """
+    lists = [list(max_flops), list(max_params), list(max_latency_ms)]
+    count = max(1, *map(len, lists))
+    for name, values in zip(("--max-flops", "--max-params", "--max-latency-ms"), lists, strict=True):
+        if len(values) not in (0, 1, count):
+            raise KhnetError(f"{name} given {len(values)} times; give it once or once per budget ({count})")
+
+    def pick(values: list, i: int):
+        return values[i] if len(values) == count else (values[0] if values else None)
+
+    budgets = []
+    for i in range(count):
+        flops, params, latency = pick(lists[0], i), pick(lists[1], i), pick(lists[2], i)
+        if latency is not None and not (latency > 0 and latency < float("inf")):
+            raise KhnetError(f"--max-latency-ms {latency}: give a positive number of milliseconds")
+        budgets.append(
+            Budget(
+                max_mflops=parse_quantity(flops, "--max-flops") / 1e6 if flops is not None else None,
+                max_mparams=parse_quantity(params, "--max-params") / 1e6 if params is not None else None,
+                max_latency_ms=latency,
+            )
+        )
+    return budgets
+
+
 @dataclass
 class Candidate:
     """An arch with its costs and (once known) its supernet accuracy (percent) and latency (ms)."""
@@ -98,7 +137,10 @@ class Candidate:
 class SearchResult:
     """The answer for one budget: ``winners`` best first, the Pareto front (accuracy vs MFLOPs, and latency
     when measured), how many classes were within the budget and how many were evaluated; ``cheapest`` is
-    set when nothing meets the budget."""
+    set when nothing meets the budget; ``binds`` is False when every isomorphism class fits the FLOPs/params
+    bounds (the answer is then the unconstrained best, whatever the numbers say). ``strategy``: ``stored``
+    (every feasible class was already evaluated, e.g. a zoo entry's shipped table), ``exhaustive``,
+    ``evolution`` or ``none``."""
 
     budget: Budget
     winners: list[Candidate]
@@ -107,6 +149,7 @@ class SearchResult:
     evaluated: int
     strategy: str
     cheapest: Candidate | None = None
+    binds: bool = True
 
 
 # ---------------------------------------------------------------- latency
@@ -162,6 +205,29 @@ def measure_latency(
     return latency
 
 
+# ---------------------------------------------------------------- which network a budget applies to
+BUDGET_NETWORKS = ("deployed", "benchmark")
+
+
+def budget_shape(config, resolution: int, network: str = "deployed") -> dict:
+    """``Arch.cost`` arguments of the network a budget refers to.
+
+    ``deployed``: the supernet's own size (``config.channels``, ``config.cells_per_stage``), i.e. the subnet as
+    ``khnet sample`` exports it; ``benchmark``: NAS-Bench-201's size (C=16, N=5), the network a researcher trains
+    from scratch after ranking with a small supernet. ``resolution`` is the dataset's image size in pixels.
+    """
+    if network not in BUDGET_NETWORKS:
+        raise KhnetError(f"budget network {network!r}: choose deployed or benchmark")
+    C, N = (config.channels, config.cells_per_stage) if network == "deployed" else (16, 5)
+    return {"num_classes": config.num_classes, "resolution": resolution, "C": C, "N": N}
+
+
+def cost_range(shape: dict) -> tuple[Cost, Cost]:
+    """The cheapest and the dearest arch's cost (MFLOPs, M params) over all 15,625 archs at ``shape``."""
+    costs = [arch.cost(**shape) for arch in Arch.all()]
+    return min(costs, key=lambda c: (c.mflops, c.mparams)), max(costs, key=lambda c: (c.mflops, c.mparams))
+
+
 # ---------------------------------------------------------------- search
 def pareto_front(candidates: Iterable[Candidate]) -> list[Candidate]:
     """Candidates not dominated in (higher accuracy, lower MFLOPs, lower latency when known), by MFLOPs."""
@@ -211,6 +277,7 @@ def search_budgets(
     seed: int = 0,
     latency: Callable[[Arch], float] | None = None,
     shape: dict | None = None,
+    stored: Mapping[int, float] | None = None,
 ) -> list[SearchResult]:
     """The best archs for each budget.
 
@@ -223,10 +290,15 @@ def search_budgets(
             regularized evolution with this many evaluations.
         seed: seed of the evolution.
         latency: arch -> milliseconds, required when a budget bounds latency.
-        shape: ``Arch.cost`` arguments (num_classes, resolution, C, N) of the deployed network.
+        shape: ``Arch.cost`` arguments (num_classes, resolution, C, N) of the network the budgets apply to
+            (``budget_shape``).
+        stored: accuracies already known per isomorphism class (stored results); a budget whose feasible
+            classes are all known is answered from them alone, exhaustively, with no evaluation.
     """
     shape = shape or {}
-    known: dict[int, float] = {}
+    known: dict[int, float] = dict(stored or {})
+    stored_classes = set(known)
+    total_classes = len(isomorphism_classes())
 
     def ask(cands: list[Candidate]) -> None:
         missing = [c for c in cands if c.iso_class not in known]
@@ -247,7 +319,10 @@ def search_budgets(
             results.append(SearchResult(budget, [], [], 0, 0, "none", cheapest=cheapest))
             continue
         pool = list(feasible.values())
-        if len(pool) <= max_evals:
+        if all(c.iso_class in stored_classes for c in pool):
+            ask(pool)
+            evaluated, strategy = pool, "stored"
+        elif len(pool) <= max_evals:
             ask(pool)
             evaluated, strategy = pool, "exhaustive"
         else:
@@ -263,12 +338,16 @@ def search_budgets(
                         break
             if not winners:
                 fastest = min(ranked, key=lambda c: c.latency_ms if c.latency_ms is not None else float("inf"))
-                results.append(SearchResult(budget, [], [], len(pool), len(evaluated), strategy, cheapest=fastest))
+                results.append(SearchResult(budget, [], [], len(pool), len(evaluated), strategy, cheapest=fastest,
+                                            binds=True))  # fmt: skip
                 continue
             front_pool = [c for c in ranked if c.latency_ms is not None and c.latency_ms <= budget.max_latency_ms]
         else:
             winners, front_pool = ranked[:top], ranked
-        results.append(SearchResult(budget, winners, pareto_front(front_pool), len(pool), len(evaluated), strategy))
+        binds = len(pool) < total_classes or budget.max_latency_ms is not None
+        results.append(
+            SearchResult(budget, winners, pareto_front(front_pool), len(pool), len(evaluated), strategy, binds=binds)
+        )
     return results
 
 
@@ -301,22 +380,39 @@ def _evolve(pool, feasible, ask, max_evals, seed, shape, budget) -> list[Candida
     return list(seen.values())
 
 
-def supernet_evaluator(
-    supernet: torch.nn.Module, settings, results_dir: Path | None
-) -> Callable[[list[Arch]], dict[int, float]]:
-    """``evaluate`` for ``search_budgets``: supernet accuracy (percent) per class, stored in and reused from
-    the results file; ``settings.split`` must be ``valid`` (search never selects on the test set)."""
-    from khnet.evaluate import evaluate_archs
+class SupernetEvaluator:
+    """``evaluate`` for ``search_budgets``: supernet accuracy (percent) per class on the VALIDATION split,
+    stored in and reused from the results file, and read from ``shipped_results`` (a zoo entry's table).
 
-    if settings.split != "valid":
-        raise KhnetError(f"search ranks on the valid split, not {settings.split!r}: the test set is for reporting")
+    ``stored`` holds the accuracies already stored when it was made; pass it to ``search_budgets(stored=...)``
+    so that budgets it covers are answered with no evaluation (and no data) at all.
+    """
 
-    from khnet.checkpoint import state_hash
+    def __init__(
+        self, supernet: torch.nn.Module, settings, results_dir: Path | None, shipped_results: Path | None = None
+    ) -> None:
+        from khnet.checkpoint import state_hash
+        from khnet.evaluate import read_results
 
-    model_hash = state_hash(supernet.state_dict())  # once: the supernet does not change during a search
+        if settings.split != "valid":
+            raise KhnetError(f"search ranks on the valid split, not {settings.split!r}: the test set is for reporting")
+        self.supernet, self.settings = supernet, settings
+        self.results_dir, self.shipped_results = results_dir, shipped_results
+        self.model_hash = state_hash(supernet.state_dict())  # once: the supernet does not change during a search
+        stores = [p for p in (shipped_results, results_dir) if p is not None]
+        found = read_results(stores, self.model_hash, settings) if stores else {}
+        self.stored: dict[int, float] = {cls: r["accuracy"] for cls, r in found.items()}
 
-    def evaluate(archs: list[Arch]) -> dict[int, float]:
-        records = evaluate_archs(supernet, archs, settings, results_dir, model_hash=model_hash)
+    def __call__(self, archs: list[Arch]) -> dict[int, float]:
+        from khnet.evaluate import evaluate_archs
+
+        records = evaluate_archs(self.supernet, archs, self.settings, self.results_dir, model_hash=self.model_hash,
+                                 shipped_results=self.shipped_results)  # fmt: skip
         return {r.iso_class: r.accuracy for r in records}
 
-    return evaluate
+
+def supernet_evaluator(
+    supernet: torch.nn.Module, settings, results_dir: Path | None, shipped_results: Path | None = None
+) -> SupernetEvaluator:
+    """A ``SupernetEvaluator`` (kept for callers of the earlier function API)."""
+    return SupernetEvaluator(supernet, settings, results_dir, shipped_results)

@@ -14,6 +14,8 @@ from khnet.errors import KhnetError
 
 __all__ = ["export", "sample", "search", "zoo_app"]
 
+DEFAULT_SUPERNET = "cifar10-jpeg-c8"  # the zoo entry the README's examples use
+
 SupernetOpt = Annotated[
     str, typer.Option("--supernet", "-s", help="Run directory, .safetensors file, zoo name or hf://ORG/NAME[@REV].")
 ]
@@ -21,7 +23,7 @@ SupernetOpt = Annotated[
 
 def sample(
     arch: Annotated[str, typer.Argument(help="Arch string or benchmark index.")],
-    supernet: SupernetOpt = "demo-sample",
+    supernet: SupernetOpt = DEFAULT_SUPERNET,
     output: Annotated[Path, typer.Option("--output", "-o", help="net.pt / .pt2 / .safetensors / .onnx")] = Path(
         "net.pt"
     ),
@@ -29,20 +31,26 @@ def sample(
     compile: Annotated[bool, typer.Option("--compile", help="Write an AOTInductor package (.pt2).")] = False,
     dataset: Annotated[str | None, typer.Option(help="Recalibration data (default: the training dataset).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
-    calib_images: Annotated[int, typer.Option(help="Images for BatchNorm recalibration.")] = 2048,
+    calib_images: Annotated[
+        int | None, typer.Option(min=1, help="Images for BatchNorm recalibration (default 2048; zoo: its table's).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the recalibration subset.")] = 0,
     json_output: JsonOpt = False,
 ) -> None:
     """Bake one subnet out of a supernet, recalibrate its BatchNorm and save it as a standalone network.
 
-    Examples: khnet sample 6111 -s runs/demo -o net.pt ; khnet sample 6111 -s demo-sample -o net.safetensors
+    Examples: khnet sample 6111 -o net.pt ; khnet sample 6111 -s runs/demo -o net.safetensors
     """
     from khnet.export import bake_subnet, network_config, save_network
     from khnet.hub import resolve_supernet
 
     resolved = resolve_supernet(supernet)
-    data = dataset or resolved.dataset or "sample"
-    net, info = bake_subnet(resolved.model, arch, data, calib_images, seed, str(data_dir) if data_dir else None)
+    where = str(data_dir) if data_dir else None
+    data, note = resolved.calibration_dataset(dataset, where)
+    calib_images = resolved.eval_settings("valid", calib_images=calib_images).calib_images
+    if note:
+        err_console.print(f"note: {note}", highlight=False)
+    net, info = bake_subnet(resolved.model, arch, data, calib_images, seed, where)
     files = save_network(net, output, info, fold=fold_bn, compile=compile)
     config = network_config(net, info, fold_bn)
     if json_output:
@@ -58,18 +66,29 @@ def sample(
 
 
 def search(
-    supernet: SupernetOpt = "demo-sample",
-    max_flops: Annotated[list[str] | None, typer.Option(help="FLOPs budget(s): 50M, 5e7 or 50000000.")] = None,
+    supernet: SupernetOpt = DEFAULT_SUPERNET,
+    max_flops: Annotated[list[str] | None, typer.Option(help="FLOPs budget(s): 5M, 5e6 or 5000000.")] = None,
     max_params: Annotated[list[str] | None, typer.Option(help="Parameter budget(s): 0.5M, 5e5.")] = None,
     max_latency_ms: Annotated[list[float] | None, typer.Option(help="Latency budget(s) in ms on --device.")] = None,
+    budget_net: Annotated[
+        str,
+        typer.Option(
+            help="Network the FLOPs/params budgets apply to: deployed (the subnet at the supernet's size, as "
+            "khnet sample exports it) or benchmark (NAS-Bench-201's C=16, N=5, to train from scratch)."
+        ),
+    ] = "deployed",
     device: Annotated[str, typer.Option(help="Device to measure latency on.")] = "cpu",
     latency_batch: Annotated[int, typer.Option(help="Batch size of the latency measurement.")] = 1,
-    top: Annotated[int, typer.Option(help="Winners per budget.")] = 10,
-    max_evals: Annotated[int, typer.Option(help="Exhaustive up to this many classes, else evolution.")] = 300,
+    top: Annotated[int, typer.Option(min=1, help="Winners per budget.")] = 10,
+    max_evals: Annotated[int, typer.Option(min=1, help="Exhaustive up to this many classes, else evolution.")] = 300,
     dataset: Annotated[str | None, typer.Option(help="Validation data (default: the training dataset).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
-    test_images: Annotated[int | None, typer.Option(help="Rank on a seeded subset of N validation images.")] = None,
-    calib_images: Annotated[int, typer.Option(help="Images for BatchNorm recalibration.")] = 2048,
+    test_images: Annotated[
+        int | None, typer.Option(min=1, help="Rank on a seeded subset of N validation images (zoo: its table's).")
+    ] = None,
+    calib_images: Annotated[
+        int | None, typer.Option(min=1, help="Images for BatchNorm recalibration (default 2048; zoo: its table's).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of evolution and data subsets.")] = 0,
     export_dir: Annotated[Path | None, typer.Option("--export", help="Write each budget's winner here (.pt2).")] = None,
     json_output: JsonOpt = False,
@@ -77,75 +96,71 @@ def search(
     """Find the best subnets under FLOPs / params / latency budgets, ranked on the VALIDATION split.
 
     Several budgets in one call (repeat the options) give one winner each: one training, many deployments.
-    Examples: khnet search --max-flops 50M ; khnet search -s runs/c10 --max-flops 50M --max-flops 100M --top 3
+    A zoo entry answers from its shipped whole-space table, with no data and no evaluation.
+    Examples: khnet search --max-flops 5M ; khnet search --budget-net benchmark --max-flops 100M --top 3
     """
-    from khnet.evaluate import EvalSettings
+    from khnet.data import dataset_info
     from khnet.export import bake_subnet, save_network
     from khnet.hub import resolve_supernet
-    from khnet.search import Budget, measure_latency, parse_quantity, search_budgets, supernet_evaluator
+    from khnet.search import SupernetEvaluator, budget_shape, measure_latency, parse_budgets, search_budgets
 
-    lists = [max_flops or [], max_params or [], max_latency_ms or []]
-    count = max(1, *map(len, lists))
-    for name, values in zip(("--max-flops", "--max-params", "--max-latency-ms"), lists, strict=True):
-        if len(values) not in (0, 1, count):
-            raise KhnetError(f"{name} given {len(values)} times; give it once or once per budget ({count})")
-
-    def pick(values, i):
-        return values[i] if len(values) == count else (values[0] if values else None)
-
-    budgets = [
-        Budget(
-            max_mflops=parse_quantity(pick(lists[0], i), "--max-flops") / 1e6 if pick(lists[0], i) else None,
-            max_mparams=parse_quantity(pick(lists[1], i), "--max-params") / 1e6 if pick(lists[1], i) else None,
-            max_latency_ms=pick(lists[2], i),
-        )
-        for i in range(count)
-    ]
+    budgets = parse_budgets(max_flops or [], max_params or [], max_latency_ms or [])
     resolved = resolve_supernet(supernet)
     cfg = resolved.model.config
-    data = dataset or resolved.dataset or "sample"
-    settings = EvalSettings(dataset=data, split="valid", test_images=test_images, calib_images=calib_images,
-                            calib_seed=seed, data_dir=str(data_dir) if data_dir else None,
-                            **resolved.split_settings())  # fmt: skip
-    shape = {"num_classes": cfg.num_classes, "C": cfg.channels, "N": cfg.cells_per_stage}
+    settings = resolved.eval_settings("valid", dataset, test_images, calib_images, seed,
+                                      data_dir=str(data_dir) if data_dir else None)  # fmt: skip
+    shape = budget_shape(cfg, dataset_info(settings.dataset).resolution, budget_net)
 
     def latency(arch):
         return measure_latency(arch, device, latency_batch, cfg.num_classes, cfg.channels, cfg.cells_per_stage)
 
+    evaluator = SupernetEvaluator(resolved.model, settings, resolved.results_dir, resolved.shipped_results)
     with err_console.status("searching (evaluating subnets on the validation split)...", spinner="dots"):
-        results = search_budgets(budgets, supernet_evaluator(resolved.model, settings, resolved.results_dir), top,
-                                 max_evals, seed, latency, shape)  # fmt: skip
+        results = search_budgets(budgets, evaluator, top, max_evals, seed, latency, shape, stored=evaluator.stored)
     exported = {}
     if export_dir:
         for i, result in enumerate(results):
             if result.winners:
                 arch = result.winners[0].arch
-                net, info = bake_subnet(resolved.model, arch, data, calib_images, seed, settings.data_dir)
+                net, info = bake_subnet(resolved.model, arch, settings.dataset, settings.calib_images, seed,
+                                        settings.data_dir)  # fmt: skip
                 path = Path(export_dir) / f"budget{i + 1}-arch{arch.index}.pt2"
                 save_network(net, path, info)
                 exported[i] = str(path)
-    _report(results, resolved, settings, exported, json_output)
+    _report(results, settings, shape, budget_net, exported, json_output)
 
 
-def _candidate(c) -> dict:
+def _candidate(c, bench: tuple[str, str] | None) -> dict:
     from khnet.benchmark import ShippedGroundTruth
 
+    gt = ShippedGroundTruth.load()
     return {"index": c.arch.index, "arch": str(c.arch), "mflops": round(c.cost.mflops, 5),
-            "mparams": round(c.cost.mparams, 6),
-            "accuracy": c.accuracy, "latency_ms": c.latency_ms,
-            "benchmark_cifar10_test": round(ShippedGroundTruth.load().accuracy(c.arch), 2)}  # fmt: skip
+            "mparams": round(c.cost.mparams, 6), "accuracy": c.accuracy, "latency_ms": c.latency_ms,
+            "benchmark": round(gt.accuracy(c.arch, *bench), 2) if bench else None}  # fmt: skip
 
 
-def _report(results, resolved, settings, exported, json_output: bool) -> None:
-    from khnet.data import load_dataset
+def _network_words(shape: dict, budget_net: str) -> str:
+    which = "deployed network" if budget_net == "deployed" else "benchmark-size network"
+    return f"{which} (C={shape['C']}, N={shape['N']}, {shape['resolution']} px)"
 
-    note = load_dataset(settings.dataset, "test", root=settings.data_dir).info.note
+
+def _report(results, settings, shape, budget_net, exported, json_output: bool) -> None:
+    from khnet.data import dataset_info
+    from khnet.search import cost_range
+
+    info = dataset_info(settings.dataset)
+    bench = ("cifar10", "test") if info.benchmark == "cifar10" else ((info.benchmark, "ori-test") if info.benchmark
+                                                                     else None)  # fmt: skip
+    bench_label = f"NB201 {bench[0]} {bench[1]} %" if bench else "benchmark"
+    network = _network_words(shape, budget_net)
     if json_output:
-        print_json([{"budget": str(r.budget), "strategy": r.strategy, "feasible_classes": r.feasible_classes,
-                     "evaluated": r.evaluated, "winners": [_candidate(c) for c in r.winners],
-                     "pareto": [_candidate(c) for c in r.pareto],
-                     "cheapest": _candidate(r.cheapest) if r.cheapest else None, "exported": exported.get(i),
-                     "note": note} for i, r in enumerate(results)])  # fmt: skip
+        print_json([{"budget": str(r.budget), "budget_network": {"name": budget_net, **shape},
+                     "binds": r.binds, "strategy": r.strategy, "feasible_classes": r.feasible_classes,
+                     "evaluated": r.evaluated, "winners": [_candidate(c, bench) for c in r.winners],
+                     "pareto": [_candidate(c, bench) for c in r.pareto],
+                     "cheapest": _candidate(r.cheapest, bench) if r.cheapest else None,
+                     "exported": exported.get(i), "benchmark_column": bench_label,
+                     "note": info.note} for i, r in enumerate(results)])  # fmt: skip
         return
     for i, r in enumerate(results):
         if not r.winners:
@@ -155,26 +170,38 @@ def _report(results, resolved, settings, exported, json_output: bool) -> None:
                 if c.latency_ms is not None
                 else f"{c.cost.mflops:.2f} MFLOPs, {c.cost.mparams:.4f} M params"
             )
-            out_console.print(f"[bold red]budget {i + 1} ({r.budget}): no arch meets it.[/] The cheapest is index "
-                              f"{c.arch.index} {c.arch} ({what}).", highlight=False)  # fmt: skip
+            out_console.print(f"[bold red]budget {i + 1} ({r.budget}, {network}): no arch meets it.[/] The "
+                              f"cheapest is index {c.arch.index} {c.arch} ({what}).", highlight=False)  # fmt: skip
             continue
-        table = Table(title=f"Budget {i + 1}: {r.budget} ({r.feasible_classes} classes fit, {r.evaluated} evaluated, "
-                      f"{r.strategy})", title_justify="left")  # fmt: skip
-        for column in ("", "index", "arch", "MFLOPs", "M params", "valid acc %", "ms", "NB201 C10 test %"):
-            table.add_column(column, justify="left" if column == "arch" else "right", overflow="ellipsis", no_wrap=True)
+        how = {"stored": "all from stored results", "exhaustive": "all evaluated", "evolution": "evolution"}
+        table = Table(title=f"Budget {i + 1}: {r.budget} on the {network}: {r.feasible_classes} classes fit, "
+                      f"{r.evaluated} ranked ({how.get(r.strategy, r.strategy)})", title_justify="left")  # fmt: skip
+        for column in ("", "index", "MFLOPs", "M params", "valid %", "ms", "NB201 %"):
+            table.add_column(column, justify="right", no_wrap=True)
         front = {id(c) for c in r.pareto}
         for c in r.winners:
-            d = _candidate(c)
-            table.add_row("*" if id(c) in front else "", str(d["index"]), d["arch"], f"{d['mflops']:.2f}",
+            d = _candidate(c, bench)
+            table.add_row("*" if id(c) in front else "", str(d["index"]), f"{d['mflops']:.2f}",
                           f"{d['mparams']:.4f}", f"{c.accuracy:.2f}", f"{c.latency_ms:.2f}" if c.latency_ms else "-",
-                          f"{d['benchmark_cifar10_test']:.2f}")  # fmt: skip
-        table.caption = "* on the Pareto front (accuracy vs MFLOPs/latency); valid acc = supernet, validation split"
+                          f"{d['benchmark']:.2f}" if d["benchmark"] is not None else "-")  # fmt: skip
+        table.caption = (f"valid % = supernet on the validation split; NB201 % = {bench_label.removesuffix(' %')} "
+                         "(from scratch); * = on the Pareto front; khnet space INDEX shows an arch")  # fmt: skip
         out_console.print(table)
-        w = r.winners[0]
-        out_console.print(f"winner: index {w.arch.index} {w.arch} - {w.accuracy:.2f}% valid, {w.cost.mflops:.2f} MFLOPs"
+        w = _candidate(r.winners[0], bench)
+        out_console.print(f"winner: index {w['index']} - {r.winners[0].accuracy:.2f}% valid (supernet), "
+                          f"{w['mflops']:.2f} MFLOPs, {w['mparams']:.4f} M params"
+                          + (f"; {bench_label}: {w['benchmark']:.2f}" if w["benchmark"] is not None else "")
                           + (f" -> {exported[i]}" if i in exported else ""), highlight=False)  # fmt: skip
-    if note:
-        out_console.print(f"note: {note}", highlight=False)
+        out_console.print(f"  {w['arch']}", highlight=False, soft_wrap=True)
+        if not r.binds:
+            lo, hi = cost_range(shape)
+            err_console.print(f"[yellow]note: budget {i + 1} ({r.budget}) binds nothing: every isomorphism class "
+                              f"fits it on the {network}, whose subnets cost {lo.mflops:.2f}-{hi.mflops:.2f} MFLOPs "
+                              f"and {lo.mparams:.4f}-{hi.mparams:.4f} M params; the answer is the unconstrained best. "
+                              "Give a tighter budget, or --budget-net benchmark to budget the C=16, N=5 network.[/]",
+                              highlight=False)  # fmt: skip
+    if info.note:
+        out_console.print(f"note: {info.note}", highlight=False)
 
 
 def export(
@@ -212,7 +239,7 @@ zoo_app = typer.Typer(help="The model zoo: published supernets.", no_args_is_hel
 
 @zoo_app.command("list")
 def zoo_list(json_output: JsonOpt = False) -> None:
-    """Show the zoo's supernets."""
+    """Show the zoo's supernets: scale, data, recipe and headline metrics (accuracies in percent)."""
     from khnet.hub import zoo_entries
 
     entries = zoo_entries()
@@ -220,12 +247,18 @@ def zoo_list(json_output: JsonOpt = False) -> None:
         print_json([e.__dict__ for e in entries.values()])
         return
     table = Table(title="khnet model zoo", title_justify="left")
-    for column in ("name", "method", "dataset", "source", "metrics", "description"):
-        table.add_column(column)
+    for column in ("name", "scale", "data", "space valid mean / max %", "tau", "recipe"):
+        table.add_column(column, justify="right" if column in ("tau",) else "left")
     for e in entries.values():
-        source = e.source.get("path") or f"hf://{e.source.get('repo')}@{e.source.get('revision', 'main')}"
-        metrics = ", ".join(f"{k} {v}" for k, v in e.metrics.items())
-        table.add_row(e.name, e.method, e.dataset, source, metrics, e.description)
+        m, sc = e.metrics, e.scale
+        scale = f"C={sc['channels']} N={sc['cells_per_stage']}" if sc else "-"
+        if sc.get("mparams"):
+            scale += f", {sc['mparams']:.2f} M params"
+        mean_max = (f"{m['space_valid_mean']:.2f} / {m['space_valid_max']:.2f}" if "space_valid_mean" in m
+                    else "-")  # fmt: skip
+        tau = f"{m['space_kendall_tau']:.3f}" if "space_kendall_tau" in m else "-"
+        table.add_row(e.name, scale, e.dataset, mean_max, tau, e.recipe or e.description)
+    table.caption = "whole-space figures over the 6,466 isomorphism classes vs NAS-Bench-201; khnet zoo list --json"
     out_console.print(table)
 
 

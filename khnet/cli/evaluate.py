@@ -69,9 +69,9 @@ def evaluate(
         for record in evaluate_archs(resolved.model, chosen, settings, resolved.results_dir):
             records.append(record)
             progress.advance(task)
-    from khnet.data import load_dataset
+    from khnet.data import dataset_info
 
-    info = load_dataset(settings.dataset, "test", root=settings.data_dir).info
+    info = dataset_info(settings.dataset)
     summary = summarize(records, info.note, info.benchmark)
     summary["settings"] = settings.key()
     if plots:
@@ -81,8 +81,8 @@ def evaluate(
             str(plot_distribution(records, plots, info.note)),
             str(plot_accuracy_vs_rank(records, plots, info.note)),
         ]
-    if quiet and not json_output:
-        return
+    if os.environ.get("RANK", "0") != "0" or (quiet and not json_output):
+        return  # under torchrun only rank 0 reports
     if json_output:
         print_json({"summary": summary, "records": [r.to_dict() for r in records]})
         return
