@@ -36,6 +36,7 @@ RUN = ROOT / "runs" / "zoo-c10"
 DATA_ROOT = ROOT / "data"
 OUT = ROOT / "experiments" / "results" / "zoo"
 ZOO = ROOT / "zoo"
+DOCS = ROOT / "docs"
 DATASET = "cifar10-jpeg"
 EPOCHS, BATCH, LR, WARMUP_EPOCHS, SEED = 8, 128, 0.2, 1, 0
 TRAIN = [
@@ -173,8 +174,10 @@ def package(args) -> None:
     keys = {_settings(SPACE).key(), _settings(TEST).key()}
     table_file = f"eval-{model_hash}.csv.gz"
     write_results_table(target / table_file, [r for r in read_result_rows(RUN, model_hash) if r["settings"] in keys])
+    quality_rows = _quality_rows(model, target)
+    write_csv(OUT / "search_quality.csv", quality_rows)
     card = (target / "README.md").read_text()
-    card += _card_extra(space, test, metrics, train_seconds)
+    card += _card_extra(space, test, metrics, train_seconds) + _card_quality(quality_rows)
     (target / "README.md").write_text(card)
     registry_path = ZOO / "registry.json"
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"supernets": []}
@@ -201,18 +204,21 @@ def package(args) -> None:
     registry["supernets"] = [e for e in registry["supernets"] if e["name"] != NAME] + [entry]
     registry_path.write_text(json.dumps(registry, indent=2) + "\n")
     write_csv(OUT / "summary.csv", [{"what": "space (valid subset)", **space}, {"what": "test sample", **test}])
-    _plot(_records(model, SPACE), ROOT / "docs" / f"zoo-{NAME}-space.png")
+    _plot(_records(model, SPACE), DOCS / f"zoo-{NAME}-space.png")
     print(json.dumps(metrics, indent=2))
 
 
 def _card_extra(space: dict, test: dict, metrics: dict, train_seconds: float) -> str:
+    from khnet.search import cost_range
+
+    lo, hi = (c.mflops for c in cost_range({"num_classes": 10, "C": 8, "N": 1}))
     return f"""
 ## This entry
 
 - **Data**: CIFAR-10 (JPEG q75 copy; it scores 2-3 points below the original CIFAR-10), the whole training set:
   45,000 images trained on, a seeded 10% (5,000, `seed 0`) held out as `valid`; test = the 10,000 test images.
-- **Scale**: a proxy supernet, C=8 with one cell per stage (its subnets cost 1.9-12.7 MFLOPs); deploy a subnet at
-  this size with `khnet sample`, or rank with it and train the winner at NAS-Bench-201's size (C=16, N=5).
+- **Scale**: a proxy supernet, C=8 with one cell per stage (its subnets cost {lo:.1f}-{hi:.1f} MFLOPs); deploy a
+  subnet at this size with `khnet sample`, or rank with it and train the winner at NAS-Bench-201's size (C=16, N=5).
 - **Recipe**: khnet's default (`--recipe khnet`: residual generated kernels W = S + s G(alpha) with s starting at
   0, teacher on the shared kernels, mean of the 5 subnet losses), the form that ranked best in the issue-11
   study, though its inherited accuracies stayed 0.4-2.8 points below plain weight sharing there; batch 128,
@@ -224,9 +230,18 @@ def _card_extra(space: dict, test: dict, metrics: dict, train_seconds: float) ->
   cifar10-valid accuracies (tau {space["tau_vs_test"]:.3f} against its CIFAR-10 test accuracies).
 - **Test sample**: 100 cost-stratified archs on the whole test set: mean {test["mean"]:.2f}%, max {test["max"]:.2f}%,
   tau {test["tau_vs_test"]:.3f} against NAS-Bench-201's CIFAR-10 test accuracies.
-- These are CIFAR-10 (JPEG copy) figures of an 8-epoch proxy; NAS-Bench-201's accuracies (original images,
-  200 epochs, C=16, N=5) are the ranking reference only.
+- These are CIFAR-10 (JPEG copy) figures of a {metrics["epochs"]}-epoch proxy; NAS-Bench-201's accuracies (original
+  images, 200 epochs, C=16, N=5) are the ranking reference only.
 """
+
+
+def _card_quality(rows: list[dict]) -> str:
+    return (
+        "\n## Search quality\n\nFor budgets at the 25th, 50th and 75th percentile of the subnets' MFLOPs, the winner "
+        "`khnet search` picks from the table, against NAS-Bench-201's CIFAR-10 test accuracies of every arch within "
+        "the budget (rank 1 = the best; the same archs fit the benchmark-size network's budgets at the same "
+        "percentiles):\n\n" + _quality_markdown(rows)
+    )
 
 
 def _plot(records, path: Path) -> None:
@@ -252,18 +267,15 @@ def _plot(records, path: Path) -> None:
     plt.close(fig)
 
 
-def quality(args) -> None:
-    """Budgets at the 25th/50th/75th percentile of the entry's MFLOPs: the search winner's NAS-Bench-201
-    accuracy, its rank among all archs within the budget, the regret to the best within it, and the expected
-    rank of a random feasible arch for scale."""
+def _quality_rows(model, entry_dir: Path) -> list[dict]:
+    """Budgets at the 25th/50th/75th percentile of the entry's MFLOPs (over all 15,625 archs): the search
+    winner's NAS-Bench-201 CIFAR-10 test accuracy, its rank among all archs within the budget, the regret to
+    the best within it, and the mean of the archs within it (what a random pick gets on average)."""
     from khnet.benchmark import ShippedGroundTruth
-    from khnet.checkpoint import load_supernet
     from khnet.search import Budget, SupernetEvaluator, budget_shape, search_budgets
     from khnet.space import Arch
 
-    model = load_supernet(ZOO / NAME)
-    settings = _settings(SPACE)
-    evaluator = SupernetEvaluator(model, settings, None, ZOO / NAME)
+    evaluator = SupernetEvaluator(model, _settings(SPACE), None, entry_dir)
     gt = ShippedGroundTruth.load()
     rows = []
     for network in ("deployed", "benchmark"):
@@ -289,13 +301,41 @@ def quality(args) -> None:
                 "random_mean_nb201_c10_test": round(statistics.fmean(truth), 2),
                 "strategy": result.strategy, "search_seconds": round(seconds, 2),
             })  # fmt: skip
-    write_csv(OUT / "search_quality.csv", rows)
+    return rows
+
+
+def _quality_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| budget (MFLOPs of the deployed net) | archs within | winner | its NB201 C10 test % | best within | "
+        "regret | rank within (top %) | mean within |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        print(r)
+        if r["network"] != "deployed":
+            continue
+        lines.append(
+            f"| p{r['percentile']}: <= {r['max_mflops']:.2f} | {r['archs_within']:,} | {r['winner_index']} | "
+            f"{r['winner_nb201_c10_test']:.2f} | {r['best_nb201_c10_test']:.2f} | {r['regret']:.2f} | "
+            f"{r['winner_rank']:,} ({r['winner_top_percent']:.1f}%) | {r['random_mean_nb201_c10_test']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def quality(args) -> None:
+    """The search-quality figure (``_quality_rows``) into experiments/results/zoo/search_quality.csv."""
+    from khnet.checkpoint import load_supernet
+
+    rows = _quality_rows(load_supernet(ZOO / NAME), ZOO / NAME)
+    write_csv(OUT / "search_quality.csv", rows)
+    print(_quality_markdown(rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="run directory (default runs/zoo-c10)")
+    parser.add_argument("--zoo", type=Path, help="zoo folder to package into (default zoo/)")
+    parser.add_argument("--docs", type=Path, help="where the plot goes (default docs/)")
+    parser.add_argument("--out", type=Path, help="small result files (default experiments/results/zoo/)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train")
     p.add_argument("--stop-after-epochs", type=int)
@@ -304,6 +344,9 @@ def main() -> None:
     sub.add_parser("package")
     sub.add_parser("quality")
     args = parser.parse_args()
+    global RUN, ZOO, OUT, DOCS
+    RUN, ZOO, OUT, DOCS = ((given or default).resolve() for given, default in
+                           ((args.run, RUN), (args.zoo, ZOO), (args.out, OUT), (args.docs, DOCS)))  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
     {"train": train, "eval-space": eval_space, "eval-test": eval_test, "package": package,
      "quality": quality}[args.command](args)  # fmt: skip

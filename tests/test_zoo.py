@@ -179,7 +179,7 @@ def test_zoo_list_and_confined_paths(tiny_zoo, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["zoo", "list"]) == 0
     out = capsys.readouterr().out
-    assert "tiny" in out and "C=4 N=1" in out and "1.000" in out and "59.76" in out
+    assert "tiny" in out and "4 / 1" in out and "1.000" in out and "59.76" in out
     registry = json.loads((tiny_zoo / "registry.json").read_text())
     registry["supernets"][0]["source"]["path"] = "../../etc/passwd"
     (tiny_zoo / "registry.json").write_text(json.dumps(registry))

@@ -175,7 +175,8 @@ def _report(results, settings, shape, budget_net, exported, json_output: bool) -
             continue
         how = {"stored": "all from stored results", "exhaustive": "all evaluated", "evolution": "evolution"}
         table = Table(title=f"Budget {i + 1}: {r.budget} on the {network}: {r.feasible_classes} classes fit, "
-                      f"{r.evaluated} ranked ({how.get(r.strategy, r.strategy)})", title_justify="left")  # fmt: skip
+                      f"{r.evaluated} ranked ({how.get(r.strategy, r.strategy)})", title_justify="left",
+                      caption_justify="left")  # fmt: skip
         for column in ("", "index", "MFLOPs", "M params", "valid %", "ms", "NB201 %"):
             table.add_column(column, justify="right", no_wrap=True)
         front = {id(c) for c in r.pareto}
@@ -246,20 +247,20 @@ def zoo_list(json_output: JsonOpt = False) -> None:
     if json_output:
         print_json([e.__dict__ for e in entries.values()])
         return
-    table = Table(title="khnet model zoo", title_justify="left")
-    for column in ("name", "scale", "data", "space valid mean / max %", "tau", "recipe"):
-        table.add_column(column, justify="right" if column in ("tau",) else "left")
+    table = Table(title="khnet model zoo", title_justify="left", caption_justify="left")
+    for column in ("name", "C / N", "M params", "valid mean / max %", "tau"):
+        table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
+    lines = []
     for e in entries.values():
         m, sc = e.metrics, e.scale
-        scale = f"C={sc['channels']} N={sc['cells_per_stage']}" if sc else "-"
-        if sc.get("mparams"):
-            scale += f", {sc['mparams']:.2f} M params"
-        mean_max = (f"{m['space_valid_mean']:.2f} / {m['space_valid_max']:.2f}" if "space_valid_mean" in m
-                    else "-")  # fmt: skip
+        mean_max = f"{m['space_valid_mean']:.2f} / {m['space_valid_max']:.2f}" if "space_valid_mean" in m else "-"
         tau = f"{m['space_kendall_tau']:.3f}" if "space_kendall_tau" in m else "-"
-        table.add_row(e.name, scale, e.dataset, mean_max, tau, e.recipe or e.description)
-    table.caption = "whole-space figures over the 6,466 isomorphism classes vs NAS-Bench-201; khnet zoo list --json"
+        shape = f"{sc['channels']} / {sc['cells_per_stage']}" if sc else "-"
+        table.add_row(e.name, shape, f"{sc['mparams']:.2f}" if sc.get("mparams") else "-", mean_max, tau)
+        lines.append(f"{e.name}: data {e.dataset}; {e.recipe or e.description}")
+    table.caption = "over all 6,466 isomorphism classes; tau = Kendall's vs NAS-Bench-201; --json for everything"
     out_console.print(table)
+    out_console.print("\n".join(lines), highlight=False)
 
 
 @zoo_app.command("pull")

@@ -90,16 +90,18 @@ def evaluate(
 
 
 def _print(records, summary) -> None:
-    table = Table(title="Subnets from the supernet (accuracy %)", title_justify="left")
-    for column in ("index", "arch", "MFLOPs", "M params", "accuracy", "benchmark", "reused"):
-        table.add_column(column, justify="left" if column == "arch" else "right", overflow="ellipsis", no_wrap=True)
+    table = Table(title="Subnets from the supernet (accuracy %)", title_justify="left", caption_justify="left")
+    for column in ("index", "MFLOPs", "M params", "accuracy", "benchmark", "reused"):
+        table.add_column(column, justify="right", no_wrap=True)
     shown = sorted(records, key=lambda r: -r.accuracy)
     for r in shown[:50]:
         bench = f"{r.benchmark_accuracy:.2f}" if r.benchmark_accuracy is not None else "-"
-        table.add_row(str(r.index), r.arch, f"{r.mflops:.2f}", f"{r.mparams:.4f}", f"{r.accuracy:.2f}", bench,
+        table.add_row(str(r.index), f"{r.mflops:.2f}", f"{r.mparams:.4f}", f"{r.accuracy:.2f}", bench,
                       "yes" if r.reused else "")  # fmt: skip
+    caption = "accuracy = supernet subnet; benchmark = NAS-Bench-201 from scratch; khnet space INDEX shows an arch"
     if len(shown) > 50:
-        table.caption = f"the best 50 of {len(shown)}; --json for all"
+        caption += f"; the best 50 of {len(shown)}, --json for all"
+    table.caption = caption
     out_console.print(table)
     s = summary
     lines = [
