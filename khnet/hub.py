@@ -83,11 +83,14 @@ class ResolvedSupernet:
         data_dir: str | None = None,
     ):
         """``EvalSettings`` for this supernet: its training data and train/valid split; for a zoo entry with a
-        shipped table, the table's subset sizes and seed wherever the caller gives none (so that the table
-        answers), else the defaults (the whole split, 2,048 recalibration images, seed 0)."""
+        shipped table, the table's settings wherever the caller gives none, so that the table answers (on
+        ``valid``: its validation subset, recalibration images and seed; on ``test``: its recalibration on the
+        whole test set), else the defaults (the whole split, 2,048 recalibration images, seed 0)."""
         from khnet.evaluate import EvalSettings
 
-        table = (self.zoo.table.get("settings", {}) if self.zoo else {}) if split == "valid" else {}
+        table = dict(self.zoo.table.get("settings", {})) if self.zoo else {}
+        if split != "valid":  # the table's test rows: its recalibration, on the whole test set
+            table.pop("test_images", None)
         return EvalSettings(
             dataset=dataset or self.dataset or "sample",
             split=split,

@@ -213,3 +213,16 @@ def test_the_packaged_default_entry_answers_every_budget_from_its_table(tmp_path
     assert result["strategy"] == "stored" and result["binds"] and result["winners"][0]["mflops"] <= limit
     best = max(stored.values(), key=lambda r: r["accuracy"])
     assert result["winners"][0]["accuracy"] <= best["accuracy"]
+
+
+def test_eval_of_a_zoo_entry_reads_its_table_with_no_data(tiny_zoo, capsys):
+    assert main(["eval", "tiny", "6111", "--sample", "5", "--split", "valid", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    gt = ShippedGroundTruth.load()
+    assert len(result["records"]) == 6 and all(r["reused"] for r in result["records"])
+    for r in result["records"]:
+        assert r["accuracy"] == pytest.approx(gt.accuracy(r["iso_class"]) - 30)
+    assert result["summary"]["settings"] == _table_key()
+    # other settings are not in the table: they need the data, and say where to put it
+    assert main(["eval", "tiny", "6111", "--split", "valid", "--calib-images", "64"]) == 2
+    assert "cifar10-jpeg is not in" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from khnet.cli._common import JsonOpt, err_console, out_console, print_json
 from khnet.errors import KhnetError
-from khnet.evaluate import EvalSettings, evaluate_archs, stratified_sample, summarize
+from khnet.evaluate import evaluate_archs, stratified_sample, summarize
 from khnet.hub import resolve_supernet
 from khnet.space import Arch
 
@@ -29,7 +29,9 @@ EXAMPLES = """Examples:
 
 
 def evaluate(
-    supernet: Annotated[str, typer.Argument(help="Run directory or .safetensors file.")],
+    supernet: Annotated[
+        str, typer.Argument(help="Run directory, .safetensors file, zoo name (khnet zoo list) or hf://ORG/NAME[@REV].")
+    ],
     archs: Annotated[list[str] | None, typer.Argument(help="Arch strings or benchmark indices.")] = None,
     sample: Annotated[int | None, typer.Option(help="A seeded sample of N archs spread over the cost range.")] = None,
     all_archs: Annotated[bool, typer.Option("--all", help="All 15,625 archs (6,466 evaluations).")] = False,
@@ -38,7 +40,9 @@ def evaluate(
     data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 512,
     test_images: Annotated[int | None, typer.Option(help="Evaluate on a seeded subset of N images.")] = None,
-    calib_images: Annotated[int, typer.Option(help="Images for BatchNorm recalibration.")] = 2048,
+    calib_images: Annotated[
+        int | None, typer.Option(min=1, help="Images for BatchNorm recalibration (default 2048; zoo: its table's).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of --sample, the recalibration and test subsets.")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     plots: Annotated[Path | None, typer.Option(help="Write the distribution and rank plots (PNG) here.")] = None,
@@ -54,11 +58,8 @@ def evaluate(
         raise KhnetError("nothing to evaluate: name archs or indices, or pass --sample N or --all")
     chosen = list(dict.fromkeys(chosen))
     resolved = resolve_supernet(supernet, device)
-    settings = EvalSettings(
-        dataset=dataset or resolved.dataset or "sample", split=split, test_images=test_images,
-        calib_images=calib_images, calib_seed=seed, batch_size=batch_size,
-        data_dir=str(data_dir) if data_dir else None, **resolved.split_settings(),
-    )  # fmt: skip
+    settings = resolved.eval_settings(split, dataset, test_images, calib_images, seed, batch_size,
+                                      str(data_dir) if data_dir else None)  # fmt: skip
     records = []
     quiet = json_output or os.environ.get("RANK", "0") != "0"
     with Progress(
@@ -66,7 +67,8 @@ def evaluate(
         console=err_console, transient=True, disable=quiet,
     ) as progress:  # fmt: skip
         task = progress.add_task("", total=len(chosen))
-        for record in evaluate_archs(resolved.model, chosen, settings, resolved.results_dir):
+        stores = {"results_dir": resolved.results_dir, "shipped_results": resolved.shipped_results}
+        for record in evaluate_archs(resolved.model, chosen, settings, **stores):
             records.append(record)
             progress.advance(task)
     from khnet.data import dataset_info
