@@ -12,8 +12,6 @@ from rich.table import Table
 
 from khnet.cli._common import JsonOpt, err_console, out_console, print_json
 from khnet.errors import KhnetError
-from khnet.evaluate import evaluate_archs, stratified_sample, summarize
-from khnet.hub import resolve_supernet
 from khnet.space import Arch
 
 __all__ = ["evaluate"]
@@ -49,6 +47,9 @@ def evaluate(
     json_output: JsonOpt = False,
 ) -> None:
     """Evaluate subnets from a supernet (bake, recalibrate BatchNorm, test) and compare with NAS-Bench-201."""
+    from khnet.evaluate import evaluate_archs, stratified_sample, summarize  # torch: only when a command runs
+    from khnet.hub import resolve_supernet
+
     chosen = [Arch.coerce(a) for a in archs or []]
     if sample:
         chosen += stratified_sample(sample, seed)

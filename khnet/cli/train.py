@@ -13,7 +13,6 @@ from rich.table import Table
 
 from khnet.cli._common import err_console, out_console
 from khnet.config import RECIPES, ConfigError, SupernetConfig
-from khnet.train import EpochEvent, StepEvent, StoppedEvent, TrainConfig, train_supernet
 
 __all__ = ["train"]
 
@@ -101,6 +100,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of data order, augmentation, init and sampling.")] = 0,
 ) -> None:
     """Train a supernet by Algorithm 1 (teacher + K distilled subnets per batch) into a run directory."""
+    from khnet.train import TrainConfig, train_supernet  # torch: imported only when a command runs
+
     rank0 = os.environ.get("RANK", "0") == "0"
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
@@ -137,6 +138,8 @@ def train(
 
 
 def _render(events, directory: Path) -> None:
+    from khnet.train import EpochEvent, StepEvent, StoppedEvent
+
     progress = Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
         BarColumn(),
@@ -148,7 +151,7 @@ def _render(events, directory: Path) -> None:
         console=err_console,
         transient=True,
     )
-    epochs: list[EpochEvent] = []
+    epochs: list = []
     task = None
     with progress:
         for event in events:
