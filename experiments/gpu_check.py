@@ -118,6 +118,7 @@ def check(method: str, args: argparse.Namespace, probed: dict[str, float]) -> li
         supernet = load_supernet(run_dir, device="cuda" if cuda else "cpu")
         start = time.perf_counter()
         summary = summarize(list(evaluate_archs(supernet, archs, settings)))
+        top10 = summary["top10_overlap"]  # None below 10 archs
         eval_s = time.perf_counter() - start
         rows.append({
             "method": method, "budget": budget,
@@ -125,7 +126,7 @@ def check(method: str, args: argparse.Namespace, probed: dict[str, float]) -> li
             "steps": args.steps // 2 * (1 if budget == "half" else 2), "batch_size": args.batch_size,
             "archs": summary["archs"], "mean": round(summary["mean_accuracy"], 2),
             "max": round(summary["max_accuracy"], 2), "tau": round(summary["kendall_tau"], 3),
-            "rho": round(summary["spearman_rho"], 3), "top10": round(summary["top10_overlap"], 2),
+            "rho": round(summary["spearman_rho"], 3), "top10": None if top10 is None else round(top10, 2),
             **{k: round(v, 3) for k, v in kernel_rank_stats(supernet).items()},
             "probe_step_s": round(probed["step_s"], 4), "probe_images_per_s": round(probed["images_per_s"], 1),
             "probe_peak_mem_gib": round(probed["peak_mem_gib"], 2),

@@ -189,6 +189,7 @@ def package(args) -> None:
         "method": model.config.method,
         "source": {"path": f"{NAME}/model.safetensors"},
         "sha256": sha256_of(target / "model.safetensors"),
+        "config_sha256": sha256_of(target / "config.json"),
         "metrics": metrics,
         "command": "python experiments/zoo_entry.py train && ... eval-space && ... eval-test && ... package",
         "scale": {"channels": 8, "cells_per_stage": 1, "mparams": round(model.param_counts()["total"] / 1e6, 3)},

@@ -24,6 +24,7 @@ from khnet.errors import KhnetError
 __all__ = [
     "CheckpointError",
     "atomic_write",
+    "canonical_safetensors",
     "load_checkpoint",
     "load_supernet",
     "save_checkpoint",
@@ -82,15 +83,32 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:16]
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header written with sorted keys.
+
+    safetensors keeps the metadata in a hash map, so two saves of identical tensors can order the header's keys
+    differently and differ in their bytes (and sha256). Offsets count from the end of the header, so rewriting
+    it (space-padded to 8 bytes, as the format asks) leaves the tensors untouched.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size :]
+
+
 def save_supernet(model: torch.nn.Module, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``directory`` atomically; returns the weights' path."""
-    from safetensors.torch import save_file
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` atomically; returns the weights' path.
+
+    Identical weights and config give byte-identical files (``canonical_safetensors``)."""
+    from safetensors.torch import save
 
     directory = Path(directory)
     config = model.config.to_dict()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"format": "pt", "khnet_model_config": json.dumps(config)}
-    atomic_write(directory / MODEL_FILE, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    metadata = {"format": "pt", "khnet_model_config": json.dumps(config, sort_keys=True)}
+    blob = canonical_safetensors(save(state, metadata=metadata))
+    atomic_write(directory / MODEL_FILE, lambda tmp: tmp.write_bytes(blob))
     write_json(directory / CONFIG_FILE, {"model": config, **(extra or {})})
     return directory / MODEL_FILE
 
@@ -113,6 +131,18 @@ def _read_config(path: Path) -> SupernetConfig:
         raise CheckpointError(f"cannot read the supernet config for {path}: {err}") from None
 
 
+def _absent_shape_keys(path: Path) -> list[str]:
+    """The shape-deciding keys a ``config.json`` beside ``path`` does not give (they fall back to defaults)."""
+    config_file = path.parent / CONFIG_FILE
+    if not config_file.is_file():
+        return []
+    data = json.loads(config_file.read_text())
+    data = data.get("model", data)
+    return [
+        k for k in ("method", "channels", "cells_per_stage", "num_classes", "hidden", "num_kernels") if k not in data
+    ]
+
+
 def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Load a supernet from a run directory or a ``.safetensors`` file (with its ``config.json``).
 
@@ -129,12 +159,26 @@ def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> torch
         path = path / MODEL_FILE
     if not path.is_file():
         raise CheckpointError(f"no supernet at {path}: give a run directory or a .safetensors file")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{path} is not a supernet file (.safetensors); for a training checkpoint give its run directory "
+            f"({path.parent})"
+        )
     config = _read_config(path)
     try:
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is corrupt or truncated ({err}); re-download or re-train it") from None
     model = SuperNet(config).to(device)
+    own = model.state_dict()
+    for name, tensor in state.items():
+        if name in own and own[name].shape != tensor.shape:
+            absent = _absent_shape_keys(path)
+            hint = f"; {CONFIG_FILE} lacks {', '.join(absent)}, so defaults were used" if absent else ""
+            raise CheckpointError(
+                f"{path} does not match its config: {name} is {tuple(tensor.shape)} in the file but "
+                f"{tuple(own[name].shape)} for the config{hint}"
+            )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(

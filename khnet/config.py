@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from khnet.errors import KhnetError
+from khnet.errors import UsageError
 
 __all__ = ["GENERATORS", "METHODS", "RECIPES", "TEACHER_KERNELS", "ConfigError", "JsonConfig", "SupernetConfig"]
 
@@ -32,7 +32,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 _NON_INT_FIELDS = ("method", "generator", "residual_gain", "teacher_kernels")
 
 
-class ConfigError(KhnetError, ValueError):
+class ConfigError(UsageError, ValueError):
     """An invalid configuration value."""
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from khnet.errors import DataError
+from khnet.errors import DataError, DataUsageError
 
 __all__ = [
     "SPLITS",
@@ -305,7 +305,7 @@ def _read_source(name: str, root: Path, resolution: int) -> Source:
     if name.startswith("imagefolder:"):
         return _image_folder(Path(name.split(":", 1)[1]).expanduser(), resolution)
     if name not in _SOURCES:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
+        raise DataUsageError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
     return _SOURCES[name](root)
 
 
@@ -338,7 +338,7 @@ def dataset_info(name: str, resolution: int = 32) -> DatasetInfo:
             return DatasetInfo(name, 10, 32, *_scaled(_CIFAR10_STATS), benchmark="cifar10", note=_IMAGEFOLDER_NOTE)
         return DatasetInfo(name, len(classes), resolution, *_scaled(_CIFAR10_STATS), benchmark=None,
                            note="custom image folder; no benchmark comparison")  # fmt: skip
-    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
+    raise DataUsageError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
 
 
 def load_dataset(
@@ -365,9 +365,9 @@ def load_dataset(
         An ``ArrayDataset``; ``.info`` says classes, resolution and any caveat against the benchmark.
     """
     if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        raise DataUsageError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if not 0.0 <= valid_fraction < 1.0:
-        raise DataError(f"valid_fraction={valid_fraction} must be in [0, 1)")
+        raise DataUsageError(f"valid_fraction={valid_fraction} must be in [0, 1)")
     root = Path(root).expanduser() if root is not None else default_data_root()
     key = (name, str(root), resolution)
     if key not in _CACHE:
@@ -382,7 +382,7 @@ def load_dataset(
     order = np.random.default_rng(seed).permutation(len(train_y))
     n_valid = round(valid_fraction * len(train_y))
     if split == "valid" and n_valid == 0:
-        raise DataError("the valid split is empty: set valid_fraction > 0")
+        raise DataUsageError("the valid split is empty: set valid_fraction > 0")
     chosen = np.sort(order[:n_valid] if split == "valid" else order[n_valid:])
     return full.subset(chosen, augment)
 
@@ -403,7 +403,7 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader sized for this machine: seeded shuffling, pinned memory only when CUDA is present."""
     if batch_size < 1:
-        raise DataError(f"batch_size={batch_size} must be at least 1")
+        raise DataUsageError(f"batch_size={batch_size} must be at least 1")
     workers = default_num_workers() if num_workers is None else num_workers
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(

@@ -1,22 +1,32 @@
-"""The errors khnet raises for bad user input. Imports nothing from khnet.
+"""The errors khnet raises for bad user input or an unusable environment. Imports nothing from khnet.
 
 Every subclass carries a one-line message that names the bad value and says how to fix it; the CLI
-prints exactly that line (no traceback unless ``--debug`` or ``KHNET_DEBUG=1``).
+prints exactly that line (no traceback unless ``--debug`` or ``KHNET_DEBUG=1``) and exits with 2 for a
+``UsageError`` (a value or a combination of options that cannot work, whatever the machine holds) and with 1
+for any other ``KhnetError`` (missing or corrupt files and data, a device that is not there at run time).
 """
 
-__all__ = ["ArchError", "DataError", "GroundTruthError", "KhnetError"]
+__all__ = ["ArchError", "DataError", "DataUsageError", "GroundTruthError", "KhnetError", "UsageError"]
 
 
 class KhnetError(Exception):
-    """Base class of all user-facing khnet errors."""
+    """Base class of all user-facing khnet errors (exit status 1 on the command line)."""
 
 
-class ArchError(KhnetError, ValueError):
+class UsageError(KhnetError):
+    """A value out of its range, an unknown name or options that contradict each other (exit status 2)."""
+
+
+class ArchError(UsageError, ValueError):
     """A malformed architecture string, op name or index."""
 
 
 class DataError(KhnetError):
     """A dataset that cannot be found, read or used."""
+
+
+class DataUsageError(DataError, UsageError):
+    """An unknown dataset name or split, or a data setting out of range."""
 
 
 class GroundTruthError(KhnetError):

@@ -17,7 +17,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -30,7 +30,7 @@ from khnet.benchmark import BASELINE, ShippedGroundTruth
 from khnet.checkpoint import atomic_write, state_hash
 from khnet.data import ArrayDataset, dataset_info, load_dataset
 from khnet.distributed import init_from_env
-from khnet.errors import KhnetError
+from khnet.errors import KhnetError, UsageError
 from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
 from khnet.network import fold_bn
 from khnet.space import NUM_ARCHS, Arch, isomorphism_classes
@@ -181,14 +181,14 @@ def calibration_images(settings: EvalSettings) -> torch.Tensor:
         seed=settings.split_seed, augment=False,
     )  # fmt: skip
     if settings.calib_images > len(train):
-        raise KhnetError(f"calib_images={settings.calib_images} exceeds the {len(train)} training images")
+        raise UsageError(f"calib_images={settings.calib_images} exceeds the {len(train)} training images")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(settings.calib_seed))
     return _normalised(train.subset(order[: settings.calib_images].numpy(), augment=False))
 
 
 def _eval_data(settings: EvalSettings) -> tuple[torch.Tensor, torch.Tensor, ArrayDataset]:
     if settings.split not in ("valid", "test"):
-        raise KhnetError(f"split {settings.split!r}: evaluate on valid (to select) or test (to report)")
+        raise UsageError(f"split {settings.split!r}: evaluate on valid (to select) or test (to report)")
     data = load_dataset(
         settings.dataset, settings.split, root=settings.data_dir, valid_fraction=settings.valid_fraction,
         seed=settings.split_seed, augment=False,
@@ -302,6 +302,38 @@ def read_results(
     return found
 
 
+class _ResultsLock:
+    """An exclusive advisory lock (``flock``) on ``eval-<hash>[-r<rank>].lock`` beside the results file, held
+    while results are written: a second evaluation of the same supernet into the same folder says it waits,
+    then reuses what the first one stored instead of evaluating every arch again."""
+
+    def __init__(self, results_dir: Path, model_hash: str, rank: int) -> None:
+        import fcntl
+
+        name = f"eval-{model_hash}.lock" if rank == 0 else f"eval-{model_hash}-r{rank}.lock"
+        try:
+            results_dir.mkdir(parents=True, exist_ok=True)
+            self.file = (results_dir / name).open("a+")
+        except OSError as err:
+            raise KhnetError(f"results folder {results_dir} cannot be written to ({err.strerror}); "
+                             "choose a writable one (e.g. set KHNET_RESULTS)") from None  # fmt: skip
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another evaluation is writing %s; waiting for it to finish", results_dir / name)
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        import fcntl
+
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
 class _ResultsWriter:
     """Appends rows to ``eval-<hash>[-r<rank>].csv``; each line is written whole and fsynced."""
 
@@ -329,7 +361,7 @@ def stratified_sample(n: int, seed: int = 0) -> list[Arch]:
     """``n`` distinct archs spread over the cost range: the space sorted by MFLOPs is cut into ``n`` equal
     strata and one arch is drawn from each (seeded). Includes degenerate archs where they fall."""
     if not 1 <= n <= NUM_ARCHS:
-        raise KhnetError(f"--sample {n}: choose 1..{NUM_ARCHS}")
+        raise UsageError(f"--sample {n}: choose 1..{NUM_ARCHS}")
     rng = random.Random(seed)
     archs = sorted(Arch.all(), key=lambda a: (a.cost().mflops, a.index))
     bounds = [round(i * NUM_ARCHS / n) for i in range(n + 1)]
@@ -357,6 +389,7 @@ def evaluate_archs(
     channels_last: bool = True,
     model_hash: str | None = None,
     shipped_results: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[EvalRecord]:
     """Evaluate ``archs`` from ``supernet`` (bake, recalibrate BN, test), one record per arch, in order.
 
@@ -371,6 +404,8 @@ def evaluate_archs(
             unchanged supernet, as in search); computed otherwise.
         shipped_results: a read-only folder of stored results (a zoo entry's table), consulted before
             ``results_dir``; nothing is written there.
+        progress: called as ``progress(done, total)`` after each subnet this process evaluates (stored results
+            are not counted); records are yielded once all are evaluated.
     """
     import torch.distributed as dist
 
@@ -387,6 +422,11 @@ def evaluate_archs(
     stores = [p for p in (shipped_results, results_dir) if p is not None]
     done = read_results(stores, model_hash, settings) if stores else {}
     todo = [c for c in wanted if c not in done]
+    lock = None
+    if todo and results_dir is not None:  # one writer per results file; a second eval waits, then reuses
+        lock = _ResultsLock(Path(results_dir), model_hash, rank)
+        done = read_results(stores, model_hash, settings)
+        todo = [c for c in wanted if c not in done]
     mine = todo[rank::world]
     writer = _ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -398,7 +438,7 @@ def evaluate_archs(
     was_training = supernet.training
     supernet.eval()
     try:
-        for cls in mine:
+        for done_here, cls in enumerate(mine, start=1):
             start = time.perf_counter()
             net = supernet.subnet(cls).to(memory_format=memory_format)
             recalibrate_bn(net, calib, settings.calib_images)
@@ -410,8 +450,12 @@ def evaluate_archs(
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
                 writer.append({"settings": settings.key(), "iso_class": cls, **result, "images": len(labels),
                                "calib_images": settings.calib_images, "time": stamp})  # fmt: skip
+            if progress is not None:
+                progress(done_here, len(mine))
     finally:
         supernet.train(was_training)
+        if lock is not None:
+            lock.release()
     if world > 1:  # everyone gets everyone's results
         gathered: list[dict[int, dict[str, float]]] = [{} for _ in range(world)]
         dist.all_gather_object(gathered, fresh)
@@ -468,7 +512,7 @@ def summarize(records: Sequence[EvalRecord], note: str = "", dataset: str | None
             benchmark_max_accuracy=max(theirs),
             kendall_tau=kendall_tau(ours, theirs),
             spearman_rho=spearman_rho(ours, theirs),
-            top10_overlap=top_k_overlap(ours, theirs, 10),
+            top10_overlap=top_k_overlap(ours, theirs, 10) if len(paired) >= 10 else None,
         )
     if dataset in BASELINE:
         out["benchmark_space_mean"] = BASELINE[dataset]["mean"]

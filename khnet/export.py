@@ -23,17 +23,29 @@ import torch
 
 from khnet.checkpoint import atomic_write
 from khnet.data import DatasetInfo
-from khnet.errors import KhnetError
+from khnet.errors import KhnetError, UsageError
 from khnet.network import NB201Net, fold_bn
 from khnet.space import Arch
 
-__all__ = ["FORMATS", "ExportError", "bake_subnet", "load_network", "network_config", "save_network"]
+__all__ = [
+    "FORMATS",
+    "ExportError",
+    "ExportFormatError",
+    "bake_subnet",
+    "load_network",
+    "network_config",
+    "save_network",
+]
 
 FORMATS = (".pt", ".pt2", ".safetensors", ".onnx")
 
 
 class ExportError(KhnetError):
     """A network that cannot be written or read in the requested format."""
+
+
+class ExportFormatError(ExportError, UsageError):
+    """An output name whose suffix khnet cannot write (or that contradicts the options given)."""
 
 
 def network_config(net: NB201Net, info: DatasetInfo | None = None, folded: bool = False) -> dict[str, Any]:
@@ -92,9 +104,9 @@ def save_network(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise ExportError(f"unknown format {path.suffix!r} of {path}; use one of: {', '.join(FORMATS)}")
+        raise ExportFormatError(f"unknown format {path.suffix!r} of {path}; use one of: {', '.join(FORMATS)}")
     if compile and suffix != ".pt2":
-        raise ExportError(f"--compile writes an AOTInductor package: name the output *.pt2, not {path.name}")
+        raise ExportFormatError(f"--compile writes an AOTInductor package: name the output *.pt2, not {path.name}")
     net = (fold_bn(net) if fold else net).eval()
     resolution = info.resolution if info else 32
     config = network_config(net, info, fold)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from khnet.checkpoint import CONFIG_FILE, MODEL_FILE, CheckpointError, atomic_write, load_supernet, save_supernet
-from khnet.errors import KhnetError
+from khnet.errors import KhnetError, UsageError
 
 __all__ = [
     "ResolvedSupernet",
@@ -163,6 +163,7 @@ class ZooEntry:
             the ``EvalSettings`` fields it was measured with; search answers from it without any data.
         calibration_fallback: a dataset ``khnet sample`` may recalibrate BatchNorm on when ``dataset`` is not on
             this machine (it says so when it does), e.g. ``sample`` for an entry trained on the JPEG copy.
+        config_sha256: sha256 of its ``config.json`` (which decides the network built around the weights).
     """
 
     name: str
@@ -177,6 +178,7 @@ class ZooEntry:
     recipe: str = ""
     table: dict[str, Any] = field(default_factory=dict)
     calibration_fallback: str | None = None
+    config_sha256: str | None = None
 
 
 def zoo_dir() -> Path:
@@ -219,11 +221,16 @@ def pull_from_zoo(name: str) -> Path:
     else:
         folder = _download(entry.source["repo"], entry.source.get("revision"))
         weights = folder / MODEL_FILE
-    actual = sha256_of(weights)
-    if actual != entry.sha256:
-        raise CheckpointError(
-            f"zoo entry {name!r}: {weights} has sha256 {actual[:16]}..., expected {entry.sha256[:16]}..."
-        )
+    expected = {weights: entry.sha256}
+    if entry.config_sha256:
+        expected[weights.parent / CONFIG_FILE] = entry.config_sha256
+    for file, digest in expected.items():
+        actual = sha256_of(file) if file.is_file() else "missing"
+        if actual != digest:
+            raise CheckpointError(
+                f"zoo entry {name!r}: {file} has sha256 {actual[:16]}..., expected {digest[:16]}...; reinstall khnet "
+                "or pull the entry again"
+            )
     return weights.parent
 
 
@@ -231,6 +238,15 @@ def pull_from_zoo(name: str) -> Path:
 def _download(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise CheckpointError(
+            f"hf://{repo_id} is not a Hub repository id: write hf://ORG/NAME[@REVISION] (letters, digits, '-', '_', "
+            "'.'; at most 96 characters per part)"
+        ) from None
 
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
@@ -245,16 +261,26 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 
 def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> ResolvedSupernet:
-    """Load the supernet named by ``spec``: run directory, ``.safetensors`` file, zoo name or ``hf://ORG/NAME[@REV]``."""
+    """Load the supernet named by ``spec``: run directory, ``.safetensors`` file, zoo name (or ``zoo:NAME``) or
+    ``hf://ORG/NAME[@REV]``; ``device`` is ``cpu``, ``cuda[:N]`` or ``auto``."""
+    from khnet.runtime import resolve_device
+
+    device = resolve_device(device)
     text = str(spec)
     entry = None
     if text.startswith("hf://"):
         repo, _, revision = text[len("hf://") :].partition("@")
         path = _download(repo, revision or None)
         results = Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
-    elif not Path(text).expanduser().exists() and text in zoo_entries():
-        entry = zoo_entries()[text]
-        path = pull_from_zoo(text)
+    elif text.startswith("zoo:") or text in zoo_entries():
+        name = text.removeprefix("zoo:")
+        if not text.startswith("zoo:") and Path(text).expanduser().exists():
+            raise UsageError(
+                f"{text!r} is both a zoo entry and a local path; write zoo:{text} for the entry or ./{text} for the "
+                "path"
+            )
+        path = pull_from_zoo(name)
+        entry = zoo_entries()[name]
         results = Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
     else:
         path = Path(text).expanduser()

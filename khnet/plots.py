@@ -29,8 +29,11 @@ def _finish(plt, fig, ax, title: str, note: str, path: Path) -> Path:
     """Title, legend and caveat, then write the PNG atomically and close the figure."""
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    if note:
-        fig.text(0.01, -0.02, note, fontsize=6, wrap=True)
+    if note:  # in a strip of its own below the axes, never over the axis label
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        fig.text(0.01, 0.01, note, fontsize=6, wrap=True, va="bottom")
+    else:
+        fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
     return path
@@ -65,6 +68,9 @@ def plot_accuracy_vs_rank(records: Sequence[EvalRecord], out_dir: str | Path, no
         ax.scatter(ranks, [r.accuracy for r in ranked], s=6, label="supernet (inherited weights)")
         ax.plot(ranks, [r.benchmark_accuracy for r in ranked], color="black", lw=1, label="NAS-Bench-201, from scratch")
         ax.set_xlabel("benchmark rank (1 = best)")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks are whole numbers
     else:
         ax.text(0.5, 0.5, "no benchmark accuracies for this dataset", ha="center", transform=ax.transAxes)
     ax.set_ylabel("accuracy (%)")

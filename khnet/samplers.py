@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from khnet.errors import KhnetError
+from khnet.errors import UsageError
 from khnet.space import NUM_EDGES, OP_NAMES, Arch
 
 __all__ = ["SAMPLERS", "draw_archs"]
@@ -69,9 +69,9 @@ def draw_archs(
         tau: Focus-Fair temperature (the paper: 1.5).
     """
     if name not in SAMPLERS:
-        raise KhnetError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+        raise UsageError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
     if name != "uniform" and not 1 <= num <= NUM_OPS:
-        raise KhnetError(f"{name} draws 1..{NUM_OPS} subnets per step (one op per edge each), not {num}")
+        raise UsageError(f"{name} draws 1..{NUM_OPS} subnets per step (one op per edge each), not {num}")
     if tau <= 0:
-        raise KhnetError(f"tau={tau} must be positive")
+        raise UsageError(f"tau={tau} must be positive")
     return SAMPLERS[name](beta, num, generator, tau)

@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from khnet.data import load_dataset
 from khnet.evaluate import EvalSettings, _accuracy, _eval_data
 from khnet.network import NB201Net
+from khnet.runtime import resolve_device
 from khnet.space import Arch
 from khnet.train import (
     TrainConfig,
     TrainingDiverged,
     _epoch_batches,
     _lr_at,
-    _resolve_device,
     epoch_steps,
     sgd_optimizer,
 )
@@ -66,7 +66,7 @@ def train_from_scratch(
         cells_per_stage: cells per stage (N; the benchmark: 5).
     """
     arch = Arch.coerce(arch)
-    device = _resolve_device(config.device, 0)
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     train_set = load_dataset(
         config.dataset, "train", root=config.data_dir, valid_fraction=config.valid_fraction, seed=config.seed

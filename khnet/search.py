@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from khnet.errors import KhnetError
+from khnet.errors import KhnetError, UsageError
 from khnet.network import NB201Net
 from khnet.space import NUM_EDGES, OP_NAMES, Arch, Cost, isomorphism_classes
 
@@ -52,10 +52,10 @@ def parse_quantity(text: str | float, name: str = "value") -> float:
     else:
         match = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
         if not match:
-            raise KhnetError(f"{name} {text!r} is not a number: write e.g. 50M, 5e7 or 50000000")
+            raise UsageError(f"{name} {text!r} is not a number: write e.g. 50M, 5e7 or 50000000")
         value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
     if not math.isfinite(value) or value <= 0:
-        raise KhnetError(f"{name} {text!r} must be a positive, finite number: write e.g. 50M, 5e7 or 50000000")
+        raise UsageError(f"{name} {text!r} must be a positive, finite number: write e.g. 50M, 5e7 or 50000000")
     return value
 
 
@@ -102,7 +102,7 @@ def parse_budgets(
     count = max(1, *map(len, lists))
     for name, values in zip(("--max-flops", "--max-params", "--max-latency-ms"), lists, strict=True):
         if len(values) not in (0, 1, count):
-            raise KhnetError(f"{name} given {len(values)} times; give it once or once per budget ({count})")
+            raise UsageError(f"{name} given {len(values)} times; give it once or once per budget ({count})")
 
     def pick(values: list, i: int):
         return values[i] if len(values) == count else (values[0] if values else None)
@@ -111,7 +111,7 @@ def parse_budgets(
     for i in range(count):
         flops, params, latency = pick(lists[0], i), pick(lists[1], i), pick(lists[2], i)
         if latency is not None and not (latency > 0 and latency < float("inf")):
-            raise KhnetError(f"--max-latency-ms {latency}: give a positive number of milliseconds")
+            raise UsageError(f"--max-latency-ms {latency}: give a positive number of milliseconds")
         budgets.append(
             Budget(
                 max_mflops=parse_quantity(flops, "--max-flops") / 1e6 if flops is not None else None,
@@ -177,14 +177,22 @@ def measure_latency(
     resolution: int = 32,
     repeats: int = 20,
     cache: Path | None = None,
+    remeasure: bool = False,
 ) -> float:
     """Median milliseconds of one eval-mode forward of ``NB201Net(arch)`` at ``batch_size`` on ``device``
-    (after warm-up), cached per device name in ``cache`` (default ``~/.cache/khnet/latency.json``)."""
+    (after warm-up), cached in ``cache`` (default ``~/.cache/khnet/latency.json``) under the device name, its
+    thread count (CPU), the batch, the network's shape and the torch version; ``remeasure`` ignores the cache."""
     device = torch.device(device)
     cache = cache or _cache_file()
-    key = f"{_device_name(device)}|{arch.index}|b{batch_size}|c{num_classes}|C{C}|N{N}|r{resolution}"
-    table = json.loads(cache.read_text()) if cache.is_file() else {}
-    if key in table:
+    key = (
+        f"{_device_name(device)}|torch{torch.__version__}|{arch.index}|b{batch_size}|c{num_classes}|C{C}|N{N}|"
+        f"r{resolution}"
+    )
+    try:
+        table = json.loads(cache.read_text()) if cache.is_file() else {}
+    except json.JSONDecodeError:
+        table = {}  # a damaged cache is measured anew
+    if key in table and not remeasure:
         return float(table[key])
     net = NB201Net(arch, num_classes, C, N).to(device).eval()
     x = torch.randn(batch_size, 3, resolution, resolution, device=device)
@@ -217,7 +225,7 @@ def budget_shape(config, resolution: int, network: str = "deployed") -> dict:
     from scratch after ranking with a small supernet. ``resolution`` is the dataset's image size in pixels.
     """
     if network not in BUDGET_NETWORKS:
-        raise KhnetError(f"budget network {network!r}: choose deployed or benchmark")
+        raise UsageError(f"budget network {network!r}: choose deployed or benchmark")
     C, N = (config.channels, config.cells_per_stage) if network == "deployed" else (16, 5)
     return {"num_classes": config.num_classes, "resolution": resolution, "C": C, "N": N}
 
@@ -385,29 +393,36 @@ class SupernetEvaluator:
     stored in and reused from the results file, and read from ``shipped_results`` (a zoo entry's table).
 
     ``stored`` holds the accuracies already stored when it was made; pass it to ``search_budgets(stored=...)``
-    so that budgets it covers are answered with no evaluation (and no data) at all.
+    so that budgets it covers are answered with no evaluation (and no data) at all. ``progress(done, total)``
+    is called after each subnet a call evaluates.
     """
 
     def __init__(
-        self, supernet: torch.nn.Module, settings, results_dir: Path | None, shipped_results: Path | None = None
+        self,
+        supernet: torch.nn.Module,
+        settings,
+        results_dir: Path | None,
+        shipped_results: Path | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         from khnet.checkpoint import state_hash
         from khnet.evaluate import read_results
 
         if settings.split != "valid":
-            raise KhnetError(f"search ranks on the valid split, not {settings.split!r}: the test set is for reporting")
+            raise UsageError(f"search ranks on the valid split, not {settings.split!r}: the test set is for reporting")
         self.supernet, self.settings = supernet, settings
         self.results_dir, self.shipped_results = results_dir, shipped_results
         self.model_hash = state_hash(supernet.state_dict())  # once: the supernet does not change during a search
         stores = [p for p in (shipped_results, results_dir) if p is not None]
         found = read_results(stores, self.model_hash, settings) if stores else {}
         self.stored: dict[int, float] = {cls: r["accuracy"] for cls, r in found.items()}
+        self.progress = progress  # (done, total) of each call's fresh evaluations
 
     def __call__(self, archs: list[Arch]) -> dict[int, float]:
         from khnet.evaluate import evaluate_archs
 
         records = evaluate_archs(self.supernet, archs, self.settings, self.results_dir, model_hash=self.model_hash,
-                                 shipped_results=self.shipped_results)  # fmt: skip
+                                 shipped_results=self.shipped_results, progress=self.progress)  # fmt: skip
         return {r.iso_class: r.accuracy for r in records}
 
 

@@ -197,7 +197,13 @@ class Arch:
         if isinstance(value, Arch):
             return value
         if isinstance(value, str) and value.strip().isdigit():
-            return cls.from_index(int(value.strip()))
+            digits = value.strip().lstrip("0") or "0"
+            if len(digits) > len(str(NUM_ARCHS)):  # no int() of a huge string: it is out of range anyway
+                raise ArchError(
+                    f"arch index {digits[:12]}... ({len(digits)} digits) is out of range; valid indices are "
+                    f"0..{NUM_ARCHS - 1}"
+                )
+            return cls.from_index(int(digits))
         if isinstance(value, str):
             return cls.parse(value)
         if isinstance(value, int) and not isinstance(value, bool):

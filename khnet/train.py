@@ -47,7 +47,8 @@ from khnet.checkpoint import (
 from khnet.config import ConfigError, JsonConfig, SupernetConfig
 from khnet.data import default_num_workers, load_dataset
 from khnet.distributed import init_from_env, local_rank
-from khnet.errors import KhnetError
+from khnet.errors import KhnetError, UsageError
+from khnet.runtime import resolve_device
 from khnet.samplers import SAMPLERS, draw_archs
 from khnet.supernet import SuperNet
 
@@ -373,16 +374,6 @@ class _GradSync:
 
 
 # ---------------------------------------------------------------- devices and run-time choices
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KhnetError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return torch.device(name)
-
-
 def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     mode = config.amp
     if mode == "auto":
@@ -448,7 +439,7 @@ def epoch_steps(num_images: int, config: TrainConfig) -> int:
     """Optimizer steps per epoch: full batches only, capped by ``max_steps_per_epoch``."""
     steps = num_images // config.batch_size
     if steps == 0:
-        raise KhnetError(f"batch_size={config.batch_size} exceeds the {num_images} training images; lower it")
+        raise UsageError(f"batch_size={config.batch_size} exceeds the {num_images} training images; lower it")
     return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
 
 
@@ -527,7 +518,7 @@ def train_supernet(
                 f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new directory"
             )
 
-    device = _resolve_device(config.device, local_rank())
+    device = resolve_device(config.device, local_rank())
     rank, world_size = init_from_env(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)

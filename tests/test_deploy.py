@@ -201,7 +201,7 @@ def test_hub_round_trip_through_a_prefilled_cache_offline(tmp_path, supernet):
         env=env,
         check=False,
     )
-    assert missing.returncode == 2 and "not in the Hugging Face cache" in missing.stderr
+    assert missing.returncode == 1 and "not in the Hugging Face cache" in missing.stderr
 
 
 def test_zoo_and_corrupt_files(tmp_path, supernet, monkeypatch):
@@ -250,15 +250,16 @@ def test_cli_sample_search_export_zoo(tmp_path, trained_run, capsys, monkeypatch
     assert info["index"] == 6111 and (tmp_path / "n.safetensors").is_file()
     argv = ["search", "-s", str(trained_run), "--max-flops", "3M", "--max-flops", "0.1M", "--max-evals", "12",
             "--top", "3", "--test-images", "64", "--calib-images", "64", "--export", str(tmp_path / "w")]  # fmt: skip
-    assert main([*argv, "--json"]) == 0
+    assert main([*argv, "--json", "--allow-empty"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 2 and results[0]["winners"] and all(w["mflops"] <= 3 for w in results[0]["winners"])
     assert not results[1]["winners"] and results[1]["cheapest"]["mflops"] > 0.1  # nothing fits 0.1 MFLOPs
     assert Path(results[0]["exported"]).is_file()
-    assert main(argv[:-2]) == 0
-    out = capsys.readouterr().out
-    assert "winner: index" in out and "no arch meets it" in out
+    assert main(argv[:-2]) == 1  # a budget nothing meets is a failure unless --allow-empty
+    captured = capsys.readouterr()
+    assert "winner: index" in captured.out and "no arch meets it" in captured.out
+    assert "no arch meets budget 2" in captured.err and "--allow-empty" in captured.err
     assert main(["export", str(trained_run), "--to", str(tmp_path / "hub")]) == 0
     assert (tmp_path / "hub" / "README.md").is_file()
-    assert main(["zoo", "pull", "missing"]) == 2 and "no zoo entry" in capsys.readouterr().err
+    assert main(["zoo", "pull", "missing"]) == 1 and "no zoo entry" in capsys.readouterr().err
     assert main(["search", "-s", str(trained_run), "--max-flops", "fifty"]) == 2

@@ -234,7 +234,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert (saved["model"]["generator"], saved["model"]["teacher_kernels"]) == ("residual", "shared")
     assert saved["train"]["subnet_reduction"] == "mean"
     code = main(["train", "--resume", str(tmp_path / "nowhere")])
-    assert code == 2 and "no checkpoint" in capsys.readouterr().err
+    assert code == 1 and "no checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -149,8 +149,13 @@ def test_benchmark_size_budgets_and_budgets_that_bind_nothing(tiny_zoo, capsys):
         w["mflops"] == pytest.approx(Arch.from_index(w["index"]).cost(**shape).mflops, abs=1e-4) and w["mflops"] <= 50
     )
     assert w["accuracy"] == pytest.approx(_brute_force_best(50, shape) - 30, abs=1e-6) and result["binds"]
-    assert main(["search", "-s", "tiny", "--max-flops", "1G"]) == 0
+    assert main(["search", "-s", "tiny", "--max-flops", "1G", "--top", "4", "--json"]) == 0
+    winners = json.loads(capsys.readouterr().out)[0]["winners"]
+    assert main(["search", "-s", "tiny", "--max-flops", "1G", "--top", "4"]) == 0
     captured = capsys.readouterr()
+    for w in winners:  # every row keeps its index, accuracies and cost at the 80 columns of a pipe
+        row = next(line for line in captured.out.splitlines() if f" {w['index']} " in line)
+        assert all(f"{v:.2f}" in row for v in (w["accuracy"], w["benchmark"], w["mflops"])), row
     assert "binds nothing" in captured.err and "--budget-net benchmark" in captured.err
     assert "winner: index" in captured.out and "NB201 cifar10 test %" in captured.out
     assert main(["search", "-s", "tiny", "--max-flops", "1G", "--json"]) == 0
@@ -161,7 +166,7 @@ def test_benchmark_size_budgets_and_budgets_that_bind_nothing(tiny_zoo, capsys):
 def test_search_with_other_settings_needs_the_data(tiny_zoo, capsys):
     # a different validation subset is not in the table: it must be evaluated, which needs the data
     code = main(["search", "-s", "tiny", "--max-flops", "1M", "--test-images", "100", "--max-evals", "5"])
-    assert code == 2 and "cifar10-jpeg is not in" in capsys.readouterr().err
+    assert code == 1 and "cifar10-jpeg is not in" in capsys.readouterr().err
 
 
 def test_sample_falls_back_to_the_shipped_sample_and_says_so(tiny_zoo, tmp_path, capsys):
@@ -224,5 +229,5 @@ def test_eval_of_a_zoo_entry_reads_its_table_with_no_data(tiny_zoo, capsys):
         assert r["accuracy"] == pytest.approx(gt.accuracy(r["iso_class"]) - 30)
     assert result["summary"]["settings"] == _table_key()
     # other settings are not in the table: they need the data, and say where to put it
-    assert main(["eval", "tiny", "6111", "--split", "valid", "--calib-images", "64"]) == 2
+    assert main(["eval", "tiny", "6111", "--split", "valid", "--calib-images", "64"]) == 1
     assert "cifar10-jpeg is not in" in capsys.readouterr().err

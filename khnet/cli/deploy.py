@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from khnet.cli._common import JsonOpt, err_console, out_console, print_json
-from khnet.errors import KhnetError
+from khnet.cli._common import JsonOpt, ProgressReporter, ensure_writable, err_console, out_console, print_json
+from khnet.errors import KhnetError, UsageError
 
 __all__ = ["export", "sample", "search", "zoo_app"]
 
@@ -34,7 +34,7 @@ def sample(
     calib_images: Annotated[
         int | None, typer.Option(min=1, help="Images for BatchNorm recalibration (default 2048; zoo: its table's).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the recalibration subset.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the recalibration subset.")] = 0,
     json_output: JsonOpt = False,
 ) -> None:
     """Bake one subnet out of a supernet, recalibrate its BatchNorm and save it as a standalone network.
@@ -78,7 +78,8 @@ def search(
         ),
     ] = "deployed",
     device: Annotated[str, typer.Option(help="Device to measure latency on.")] = "cpu",
-    latency_batch: Annotated[int, typer.Option(help="Batch size of the latency measurement.")] = 1,
+    latency_batch: Annotated[int, typer.Option(min=1, help="Batch size of the latency measurement.")] = 1,
+    remeasure: Annotated[bool, typer.Option("--remeasure", help="Measure latency anew, ignoring the cache.")] = False,
     top: Annotated[int, typer.Option(min=1, help="Winners per budget.")] = 10,
     max_evals: Annotated[int, typer.Option(min=1, help="Exhaustive up to this many classes, else evolution.")] = 300,
     dataset: Annotated[str | None, typer.Option(help="Validation data (default: the training dataset).")] = None,
@@ -89,8 +90,11 @@ def search(
     calib_images: Annotated[
         int | None, typer.Option(min=1, help="Images for BatchNorm recalibration (default 2048; zoo: its table's).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of evolution and data subsets.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of evolution and data subsets.")] = 0,
     export_dir: Annotated[Path | None, typer.Option("--export", help="Write each budget's winner here (.pt2).")] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Exit 0 even when no arch meets a budget (default: exit 1).")
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Find the best subnets under FLOPs / params / latency budgets, ranked on the VALIDATION split.
@@ -102,9 +106,23 @@ def search(
     from khnet.data import dataset_info
     from khnet.export import bake_subnet, save_network
     from khnet.hub import resolve_supernet
-    from khnet.search import SupernetEvaluator, budget_shape, measure_latency, parse_budgets, search_budgets
+    from khnet.runtime import resolve_device
+    from khnet.search import (
+        BUDGET_NETWORKS,
+        SupernetEvaluator,
+        budget_shape,
+        measure_latency,
+        parse_budgets,
+        search_budgets,
+    )
 
     budgets = parse_budgets(max_flops or [], max_params or [], max_latency_ms or [])
+    if budget_net not in BUDGET_NETWORKS:
+        raise UsageError(f"--budget-net {budget_net!r}: choose deployed or benchmark")
+    if any(b.max_latency_ms is not None for b in budgets):
+        device = str(resolve_device(device))
+    if export_dir:
+        ensure_writable(export_dir, "--export")
     resolved = resolve_supernet(supernet)
     cfg = resolved.model.config
     settings = resolved.eval_settings("valid", dataset, test_images, calib_images, seed,
@@ -112,10 +130,12 @@ def search(
     shape = budget_shape(cfg, dataset_info(settings.dataset).resolution, budget_net)
 
     def latency(arch):
-        return measure_latency(arch, device, latency_batch, cfg.num_classes, cfg.channels, cfg.cells_per_stage)
+        return measure_latency(arch, device, latency_batch, cfg.num_classes, cfg.channels, cfg.cells_per_stage,
+                               resolution=shape["resolution"], remeasure=remeasure)  # fmt: skip
 
-    evaluator = SupernetEvaluator(resolved.model, settings, resolved.results_dir, resolved.shipped_results)
-    with err_console.status("searching (evaluating subnets on the validation split)...", spinner="dots"):
+    with ProgressReporter("search: evaluating subnets on the validation split", quiet=json_output) as progress:
+        evaluator = SupernetEvaluator(resolved.model, settings, resolved.results_dir, resolved.shipped_results,
+                                      progress=progress.update)  # fmt: skip
         results = search_budgets(budgets, evaluator, top, max_evals, seed, latency, shape, stored=evaluator.stored)
     exported = {}
     if export_dir:
@@ -128,6 +148,10 @@ def search(
                 save_network(net, path, info)
                 exported[i] = str(path)
     _report(results, settings, shape, budget_net, exported, json_output)
+    empty = [str(i + 1) for i, r in enumerate(results) if not r.winners]
+    if empty and not allow_empty:
+        raise KhnetError(f"no arch meets budget {', '.join(empty)} (the cheapest is shown above); relax it, "
+                         "or pass --allow-empty to exit 0 anyway")  # fmt: skip
 
 
 def _candidate(c, bench: tuple[str, str] | None) -> dict:
@@ -221,17 +245,25 @@ def export(
     from khnet.hub import push_to_hub, resolve_supernet, save_pretrained
 
     if not to and not push:
-        raise KhnetError("say where to: --to DIR and/or --push ORG/NAME")
+        raise UsageError("say where to: --to DIR and/or --push ORG/NAME")
+    if to is not None and to.exists() and not to.is_dir():
+        raise UsageError(f"--to {to} is a file; give a folder (it is created when missing)")
     resolved = resolve_supernet(supernet)
     config_file = resolved.directory / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     metrics_file = resolved.directory / "metrics-summary.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-    folder = to or Path(tempfile.mkdtemp(prefix="khnet-export-"))
-    save_pretrained(resolved.model, folder, config, metrics)
-    out_console.print(f"wrote {folder}/model.safetensors, config.json, README.md", highlight=False)
+    if resolved.zoo is not None and metrics is None:
+        metrics = resolved.zoo.metrics  # a zoo entry's figures travel with it
+    if to is not None:
+        save_pretrained(resolved.model, to, config, metrics)
+        out_console.print(f"wrote {to}/model.safetensors, config.json, README.md", highlight=False)
     if push:
-        url = push_to_hub(folder, push, private=private, revision=revision)
+        with tempfile.TemporaryDirectory(prefix="khnet-export-") as tmp:  # removed on every path out
+            folder = to if to is not None else Path(tmp)
+            if to is None:
+                save_pretrained(resolved.model, folder, config, metrics)
+            url = push_to_hub(folder, push, private=private, revision=revision)
         out_console.print(f"pushed to https://huggingface.co/{push} ({url})", highlight=False)
 
 

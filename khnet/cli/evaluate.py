@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from khnet.cli._common import JsonOpt, err_console, out_console, print_json
-from khnet.errors import KhnetError
+from khnet.cli._common import JsonOpt, ProgressReporter, ensure_writable, out_console, print_json
+from khnet.errors import UsageError
 from khnet.space import Arch
 
 __all__ = ["evaluate"]
@@ -31,17 +30,21 @@ def evaluate(
         str, typer.Argument(help="Run directory, .safetensors file, zoo name (khnet zoo list) or hf://ORG/NAME[@REV].")
     ],
     archs: Annotated[list[str] | None, typer.Argument(help="Arch strings or benchmark indices.")] = None,
-    sample: Annotated[int | None, typer.Option(help="A seeded sample of N archs spread over the cost range.")] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, max=15625, help="A seeded sample of N archs spread over the cost range.")
+    ] = None,
     all_archs: Annotated[bool, typer.Option("--all", help="All 15,625 archs (6,466 evaluations).")] = False,
     split: Annotated[str, typer.Option(help="valid (to select) or test (to report).")] = "test",
     dataset: Annotated[str | None, typer.Option(help="Dataset (default: the one it was trained on).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 512,
-    test_images: Annotated[int | None, typer.Option(help="Evaluate on a seeded subset of N images.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 512,
+    test_images: Annotated[int | None, typer.Option(min=1, help="Evaluate on a seeded subset of N images.")] = None,
     calib_images: Annotated[
         int | None, typer.Option(min=1, help="Images for BatchNorm recalibration (default 2048; zoo: its table's).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of --sample, the recalibration and test subsets.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of --sample, the recalibration and test subsets.")
+    ] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     plots: Annotated[Path | None, typer.Option(help="Write the distribution and rank plots (PNG) here.")] = None,
     json_output: JsonOpt = False,
@@ -50,28 +53,27 @@ def evaluate(
     from khnet.evaluate import evaluate_archs, stratified_sample, summarize  # torch: only when a command runs
     from khnet.hub import resolve_supernet
 
+    if all_archs and (archs or sample):
+        given = "archs" if archs else "--sample"
+        raise UsageError(f"--all evaluates every arch; drop the {given} given with it, or drop --all")
     chosen = [Arch.coerce(a) for a in archs or []]
     if sample:
         chosen += stratified_sample(sample, seed)
     if all_archs:
         chosen = list(Arch.all())
     if not chosen:
-        raise KhnetError("nothing to evaluate: name archs or indices, or pass --sample N or --all")
+        raise UsageError("nothing to evaluate: name archs or indices, or pass --sample N or --all")
     chosen = list(dict.fromkeys(chosen))
+    if plots:
+        ensure_writable(plots, "--plots")
     resolved = resolve_supernet(supernet, device)
     settings = resolved.eval_settings(split, dataset, test_images, calib_images, seed, batch_size,
                                       str(data_dir) if data_dir else None)  # fmt: skip
     records = []
     quiet = json_output or os.environ.get("RANK", "0") != "0"
-    with Progress(
-        TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True, disable=quiet,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("", total=len(chosen))
+    with ProgressReporter("evaluating", quiet=quiet) as progress:
         stores = {"results_dir": resolved.results_dir, "shipped_results": resolved.shipped_results}
-        for record in evaluate_archs(resolved.model, chosen, settings, **stores):
-            records.append(record)
-            progress.advance(task)
+        records = list(evaluate_archs(resolved.model, chosen, settings, **stores, progress=progress.update))
     from khnet.data import dataset_info
 
     info = dataset_info(settings.dataset)
@@ -118,7 +120,11 @@ def _print(records, summary) -> None:
         )
         lines.append(
             f"Kendall tau {s['kendall_tau']:.3f}  Spearman rho {s['spearman_rho']:.3f}  "
-            f"top-10 overlap {s['top10_overlap']:.0%}"
+            + (
+                f"top-10 overlap {s['top10_overlap']:.0%}"
+                if s["top10_overlap"] is not None
+                else "top-10 overlap: n/a (< 10 archs)"
+            )
         )
     if "benchmark_space_mean" in s:
         lines.append(

@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from khnet import __version__
 from khnet.cli._common import err_console
@@ -14,7 +15,7 @@ from khnet.cli.deploy import export, sample, search, zoo_app
 from khnet.cli.evaluate import evaluate
 from khnet.cli.space import space
 from khnet.cli.train import train
-from khnet.errors import KhnetError
+from khnet.errors import KhnetError, UsageError
 
 __all__ = ["app", "main"]
 
@@ -54,15 +55,21 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 internal error, 2 bad input or usage)."""
+    """Run the CLI; returns the exit status: 0 ok, 2 bad usage (a value or option combination that cannot work),
+    1 a run-time failure (missing or corrupt files or data, an internal error), 130 after Ctrl-C."""
     debug_env = os.environ.get("KHNET_DEBUG", "") not in ("", "0")
     try:
-        app(args=argv, standalone_mode=False, prog_name="khnet")
+        # in this mode Typer returns the status of a typer.Exit, and turns Ctrl-C into Exit(130), rather than raise
+        status = app(args=argv, standalone_mode=False, prog_name="khnet")
+        if isinstance(status, int) and not isinstance(status, bool) and status != 0:
+            if status == 130:
+                err_console.print("interrupted", highlight=False)
+            return status
     except KhnetError as err:
         if _DEBUG or debug_env:
             raise
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        return 2
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        return 2 if isinstance(err, UsageError) else 1
     except typer.Exit as exit_:
         return exit_.exit_code
     except typer.Abort:
@@ -80,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         if _DEBUG or debug_env:
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+            f"[bold red]internal error:[/] {type(err).__name__}: {escape(str(err))} "
+            "(rerun with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )

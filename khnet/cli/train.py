@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -97,7 +98,9 @@ def train(
         bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC activations (default per device).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Data loader processes.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of data order, augmentation, init and sampling.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of data order, augmentation, init and sampling.")
+    ] = 0,
 ) -> None:
     """Train a supernet by Algorithm 1 (teacher + K distilled subnets per batch) into a run directory."""
     from khnet.train import TrainConfig, train_supernet  # torch: imported only when a command runs
@@ -153,8 +156,11 @@ def _render(events, directory: Path) -> None:
     )
     epochs: list = []
     task = None
+    stopped_by = None
+    events = iter(events)
+    first = next(events, None)  # set-up errors (data, checkpoint) surface before the live display starts
     with progress:
-        for event in events:
+        for event in itertools.chain([first] if first is not None else [], events):
             if isinstance(event, StepEvent):
                 if task is None:
                     task = progress.add_task(
@@ -176,11 +182,13 @@ def _render(events, directory: Path) -> None:
                     highlight=False,
                 )
             elif isinstance(event, StoppedEvent):
+                stopped_by = event.reason
                 progress.console.print(
                     f"stopped at epoch {event.epoch + 1} step {event.step} ({event.reason}); everything is saved. "
-                    f"Continue with: khnet train --resume {event.run_dir}",
+                    "Continue with:",
                     highlight=False,
                 )
+                progress.console.print(f"  khnet train --resume {event.run_dir}", highlight=False, soft_wrap=True)
     config_file = Path(directory) / "config.json"
     if config_file.is_file():
         import json
@@ -198,6 +206,10 @@ def _render(events, directory: Path) -> None:
                 f"{e.seconds:.1f}", f"{e.images_per_s:.0f}",
             )  # fmt: skip
         out_console.print(table)
+    if stopped_by in _SIGNAL_EXIT:  # saved and resumable, but not finished: say so to the shell
+        raise typer.Exit(_SIGNAL_EXIT[stopped_by])
 
+
+_SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report a killed program
 
 train.__doc__ = f"{train.__doc__}\n\n{EXAMPLES}"
