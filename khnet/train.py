@@ -166,6 +166,23 @@ class TrainConfig(JsonConfig):
             raise ConfigError(f"amp={self.amp!r}; choose auto, off, bf16 or fp16")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(f"max_steps_per_epoch={self.max_steps_per_epoch} must be positive or None")
+        numbers = {k: getattr(self, k) for k in ("lr", "min_lr", "weight_decay", "tau", "generator_lr_scale",
+                                                 "momentum", "valid_fraction")}  # fmt: skip
+        if self.grad_clip is not None:
+            numbers["grad_clip"] = self.grad_clip
+        bad = [f"{k}={v}" for k, v in numbers.items() if not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"{', '.join(bad)}: give finite numbers")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum={self.momentum} must be in [0, 1)")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip={self.grad_clip} must be positive (or off)")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"num_workers={self.num_workers} must be >= 0")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed={self.seed} must be in 0..{2**32 - 1}")
+        if not 0 <= self.valid_fraction < 1:
+            raise ConfigError(f"valid_fraction={self.valid_fraction} must be in [0, 1)")
 
 
 @dataclass

@@ -67,6 +67,11 @@ def test_random_archs_never_crash(arch, capsys):
     ("argv", "code", "fragment"),
     [
         (["train", "--epochs", "0"], 2, "epochs"),
+        (["train", "--resume", MISSING, "--lr", "0.1", "--dataset", "cifar10"], 2, "drop --lr, --dataset"),
+        (["train", "--resume", MISSING, "--epochs", "3"], 1, "no checkpoint"),
+        (["train", "--dataset", f"imagefolder:{MISSING}", "--momentum", "5"], 2, "momentum"),
+        (["train", "--dataset", f"imagefolder:{MISSING}", "--stop-after-epochs", "0"], 2, "stop-after-epochs"),
+        (["train", "--dataset", f"imagefolder:{MISSING}", "--lr", "inf"], 2, "finite"),
         (["train", "--dataset", f"imagefolder:{MISSING}", "--seed", "9" * 25], 2, "seed"),
         (["train", "--dataset", f"imagefolder:{MISSING}", "--lr", "nan"], 2, "lr=nan"),
         (["eval", MISSING, "6111", "--all"], 2, "--all evaluates every arch"),

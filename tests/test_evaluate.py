@@ -151,7 +151,9 @@ def test_cli_eval_end_to_end(tmp_path, capsys):
         str(tmp_path / "p"),
     ]
     assert main([*argv, "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert "evaluating: 2/2" in err  # stderr is not a terminal here: plain progress lines, beside --json
     assert len(result["records"]) == 2 and "JPEG" in result["summary"]["note"]
     assert {"kendall_tau", "spearman_rho", "benchmark_space_mean"} <= set(result["summary"])
     assert (tmp_path / "p" / "accuracy_distribution.png").is_file()

@@ -133,7 +133,7 @@ def search(
         return measure_latency(arch, device, latency_batch, cfg.num_classes, cfg.channels, cfg.cells_per_stage,
                                resolution=shape["resolution"], remeasure=remeasure)  # fmt: skip
 
-    with ProgressReporter("search: evaluating subnets on the validation split", quiet=json_output) as progress:
+    with ProgressReporter("search: evaluating subnets on the validation split") as progress:
         evaluator = SupernetEvaluator(resolved.model, settings, resolved.results_dir, resolved.shipped_results,
                                       progress=progress.update)  # fmt: skip
         results = search_budgets(budgets, evaluator, top, max_evals, seed, latency, shape, stored=evaluator.stored)

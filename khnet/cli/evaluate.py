@@ -71,7 +71,7 @@ def evaluate(
                                       str(data_dir) if data_dir else None)  # fmt: skip
     records = []
     quiet = json_output or os.environ.get("RANK", "0") != "0"
-    with ProgressReporter("evaluating", quiet=quiet) as progress:
+    with ProgressReporter("evaluating", quiet=os.environ.get("RANK", "0") != "0") as progress:  # stderr: --json too
         stores = {"results_dir": resolved.results_dir, "shipped_results": resolved.shipped_results}
         records = list(evaluate_archs(resolved.model, chosen, settings, **stores, progress=progress.update))
     from khnet.data import dataset_info

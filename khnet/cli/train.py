@@ -14,6 +14,7 @@ from rich.table import Table
 
 from khnet.cli._common import err_console, out_console
 from khnet.config import RECIPES, ConfigError, SupernetConfig
+from khnet.errors import UsageError
 
 __all__ = ["train"]
 
@@ -34,6 +35,7 @@ PROXY = {"channels": 8, "cells_per_stage": 1}
 
 
 def train(
+    ctx: typer.Context,
     dataset: Annotated[
         str, typer.Option(help="sample, cifar10, cifar100, imagenet16-120 or imagefolder:PATH.")
     ] = "sample",
@@ -75,7 +77,7 @@ def train(
         float, typer.Option(help="Learning-rate factor of the kernel source (hypernetwork); 1 = the paper.")
     ] = 1.0,
     max_steps_per_epoch: Annotated[int | None, typer.Option(help="Cap steps per epoch (quick runs).")] = None,
-    stop_after_epochs: Annotated[int | None, typer.Option(help="Save and stop after this many epochs.")] = None,
+    stop_after_epochs: Annotated[int | None, typer.Option(min=1, help="Save and stop after this many epochs.")] = None,
     proxy: Annotated[bool, typer.Option(help="CPU-sized supernet: C=8, one cell per stage.")] = False,
     channels: Annotated[int | None, typer.Option(help="Channels of the first stage (C).")] = None,
     cells_per_stage: Annotated[int | None, typer.Option(help="Cells per stage (N).")] = None,
@@ -109,6 +111,14 @@ def train(
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     if resume is not None:
+        ignored = [
+            "--" + name.replace("_", "-")
+            for name in ctx.params
+            if name not in _RESUME_OPTIONS and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+        ]
+        if ignored:
+            raise UsageError(f"--resume continues {resume} with its own settings; drop {', '.join(ignored)} "
+                             "(only --epochs and --stop-after-epochs apply to a resumed run)")  # fmt: skip
         directory, config, model_config = resume, TrainConfig(epochs=epochs) if epochs is not None else None, None
     else:
         chosen = RECIPES[recipe]
@@ -209,6 +219,8 @@ def _render(events, directory: Path) -> None:
     if stopped_by in _SIGNAL_EXIT:  # saved and resumable, but not finished: say so to the shell
         raise typer.Exit(_SIGNAL_EXIT[stopped_by])
 
+
+_RESUME_OPTIONS = ("resume", "epochs", "stop_after_epochs")
 
 _SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report a killed program
 
