@@ -67,6 +67,8 @@ def test_random_archs_never_crash(arch, capsys):
     ("argv", "code", "fragment"),
     [
         (["train", "--epochs", "0"], 2, "epochs"),
+        (["train", "--method", "weight-sharing", "--generator", "paper"], 2, "--method weight-sharing has none"),
+        (["train", "--no-distill", "--distill-warmup-epochs", "3"], 2, "drop one"),
         (["train", "--resume", MISSING, "--lr", "0.1", "--dataset", "cifar10"], 2, "drop --lr, --dataset"),
         (["train", "--resume", MISSING, "--epochs", "3"], 1, "no checkpoint"),
         (["train", "--dataset", f"imagefolder:{MISSING}", "--momentum", "5"], 2, "momentum"),

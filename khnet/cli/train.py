@@ -121,6 +121,13 @@ def train(
                              "(only --epochs and --stop-after-epochs apply to a resumed run)")  # fmt: skip
         directory, config, model_config = resume, TrainConfig(epochs=epochs) if epochs is not None else None, None
     else:
+        only_khn = [f"--{k.replace('_', '-')}" for k, v in
+                    (("generator", generator), ("residual_gain", residual_gain), ("teacher_kernels", teacher_kernels))
+                    if v is not None]  # fmt: skip
+        if only_khn and method != "kshot-hypernet":
+            raise UsageError(f"{', '.join(only_khn)} shape Kshot-Hypernet's kernels; --method {method} has none")
+        if not distill and distill_warmup_epochs > 0:
+            raise UsageError("--distill-warmup-epochs delays distillation, which --no-distill turns off; drop one")
         chosen = RECIPES[recipe]
         subnet_reduction = subnet_reduction or chosen["train"]["subnet_reduction"]
         config = TrainConfig(
