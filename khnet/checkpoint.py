@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from khnet.config import ConfigError, SupernetConfig
-from khnet.errors import KhnetError
+from khnet.errors import CheckpointError
 
 __all__ = [
     "CheckpointError",
@@ -33,10 +33,6 @@ __all__ = [
 ]
 
 MODEL_FILE, CONFIG_FILE, CHECKPOINT_FILE = "model.safetensors", "config.json", "checkpoint.pt"
-
-
-class CheckpointError(KhnetError):
-    """A missing, corrupt or mismatched supernet or checkpoint file."""
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:

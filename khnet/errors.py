@@ -6,7 +6,15 @@ prints exactly that line (no traceback unless ``--debug`` or ``KHNET_DEBUG=1``) 
 for any other ``KhnetError`` (missing or corrupt files and data, a device that is not there at run time).
 """
 
-__all__ = ["ArchError", "DataError", "DataUsageError", "GroundTruthError", "KhnetError", "UsageError"]
+__all__ = [
+    "ArchError",
+    "CheckpointError",
+    "DataError",
+    "DataUsageError",
+    "GroundTruthError",
+    "KhnetError",
+    "UsageError",
+]
 
 
 class KhnetError(Exception):
@@ -31,3 +39,7 @@ class DataUsageError(DataError, UsageError):
 
 class GroundTruthError(KhnetError):
     """A benchmark query that cannot be answered (unknown dataset, split or schedule; missing file)."""
+
+
+class CheckpointError(KhnetError):
+    """A missing, corrupt or mismatched supernet, checkpoint or zoo file."""

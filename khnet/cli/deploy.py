@@ -273,7 +273,7 @@ zoo_app = typer.Typer(help="The model zoo: published supernets.", no_args_is_hel
 @zoo_app.command("list")
 def zoo_list(json_output: JsonOpt = False) -> None:
     """Show the zoo's supernets: scale, data, recipe and headline metrics (accuracies in percent)."""
-    from khnet.hub import zoo_entries
+    from khnet.zoo import zoo_entries
 
     entries = zoo_entries()
     if json_output:
@@ -298,6 +298,6 @@ def zoo_list(json_output: JsonOpt = False) -> None:
 @zoo_app.command("pull")
 def zoo_pull(name: Annotated[str, typer.Argument(help="A name from khnet zoo list.")]) -> None:
     """Fetch (if remote) and verify a zoo supernet; prints its local folder."""
-    from khnet.hub import pull_from_zoo
+    from khnet.zoo import pull_from_zoo
 
     out_console.print(str(pull_from_zoo(name)), highlight=False)
