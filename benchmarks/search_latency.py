@@ -1,4 +1,5 @@
-"""Wall time of a cold ``khnet search`` on the zoo's default entry (a fresh process each run, as a user runs it).
+"""Wall time of a cold ``khnet search`` on the zoo's default entry, and of the CLI's start-up (a fresh process
+each run, as a user runs it).
 
 Every budget is answered from the entry's shipped whole-space table: no data, no evaluation. Offline, with an
 empty results cache and no data folder, so nothing but the installed package is read.
@@ -24,6 +25,8 @@ COMMANDS = {  # label -> khnet arguments
     "search --budget-net benchmark --max-flops 50M": "search --budget-net benchmark --max-flops 50M --json",
     "search with 3 budgets": "search --max-flops 3M --max-flops 4M --max-flops 6M --json",
     "khnet --version (start-up alone)": "--version",
+    "khnet space 6111": "space 6111",
+    "khnet zoo list": "zoo list",
 }
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 __all__ = [
+    "WIDE_TERMINAL",
     "BenchmarkFileOpt",
     "JsonOpt",
     "ProgressReporter",
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 out_console = Console()  # data (tables) to stdout
+WIDE_TERMINAL = 160  # columns from which tables add the full arch strings (they need ~100 columns)
 err_console = Console(stderr=True)  # progress, warnings, errors to stderr
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout instead of a table.")]

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from khnet.cli._common import JsonOpt, ProgressReporter, ensure_writable, err_console, out_console, print_json
+from khnet.cli._common import (
+    WIDE_TERMINAL,
+    JsonOpt,
+    ProgressReporter,
+    ensure_writable,
+    err_console,
+    out_console,
+    print_json,
+)
 from khnet.errors import KhnetError, UsageError
 
 __all__ = ["export", "sample", "search", "zoo_app"]
@@ -201,12 +209,14 @@ def _report(results, settings, shape, budget_net, exported, json_output: bool) -
         table = Table(title=f"Budget {i + 1}: {r.budget} on the {network}: {r.feasible_classes} classes fit, "
                       f"{r.evaluated} ranked ({how.get(r.strategy, r.strategy)})", title_justify="left",
                       caption_justify="left")  # fmt: skip
-        for column in ("", "index", "MFLOPs", "M params", "valid %", "ms", "NB201 %"):
-            table.add_column(column, justify="right", no_wrap=True)
+        wide = out_console.width >= WIDE_TERMINAL  # room for the arch strings too
+        for column in ("", "index", *(["arch"] if wide else []), "MFLOPs", "M params", "valid %", "ms", "NB201 %"):
+            table.add_column(column, justify="left" if column == "arch" else "right", no_wrap=True)
         front = {id(c) for c in r.pareto}
         for c in r.winners:
             d = _candidate(c, bench)
-            table.add_row("*" if id(c) in front else "", str(d["index"]), f"{d['mflops']:.2f}",
+            table.add_row("*" if id(c) in front else "", str(d["index"]), *([d["arch"]] if wide else []),
+                          f"{d['mflops']:.2f}",
                           f"{d['mparams']:.4f}", f"{c.accuracy:.2f}", f"{c.latency_ms:.2f}" if c.latency_ms else "-",
                           f"{d['benchmark']:.2f}" if d["benchmark"] is not None else "-")  # fmt: skip
         table.caption = (f"valid % = supernet on the validation split; NB201 % = {bench_label.removesuffix(' %')} "

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from khnet.cli._common import JsonOpt, ProgressReporter, ensure_writable, out_console, print_json
+from khnet.cli._common import WIDE_TERMINAL, JsonOpt, ProgressReporter, ensure_writable, out_console, print_json
 from khnet.errors import UsageError
 from khnet.space import Arch
 
@@ -96,13 +96,14 @@ def evaluate(
 
 def _print(records, summary) -> None:
     table = Table(title="Subnets from the supernet (accuracy %)", title_justify="left", caption_justify="left")
-    for column in ("index", "MFLOPs", "M params", "accuracy", "benchmark", "reused"):
-        table.add_column(column, justify="right", no_wrap=True)
+    wide = out_console.width >= WIDE_TERMINAL  # room for the arch strings too
+    for column in ("index", *(["arch"] if wide else []), "MFLOPs", "M params", "accuracy", "benchmark", "reused"):
+        table.add_column(column, justify="left" if column == "arch" else "right", no_wrap=True)
     shown = sorted(records, key=lambda r: -r.accuracy)
     for r in shown[:50]:
         bench = f"{r.benchmark_accuracy:.2f}" if r.benchmark_accuracy is not None else "-"
-        table.add_row(str(r.index), f"{r.mflops:.2f}", f"{r.mparams:.4f}", f"{r.accuracy:.2f}", bench,
-                      "yes" if r.reused else "")  # fmt: skip
+        table.add_row(str(r.index), *([r.arch] if wide else []), f"{r.mflops:.2f}", f"{r.mparams:.4f}",
+                      f"{r.accuracy:.2f}", bench, "yes" if r.reused else "")  # fmt: skip
     caption = "accuracy = supernet subnet; benchmark = NAS-Bench-201 from scratch; khnet space INDEX shows an arch"
     if len(shown) > 50:
         caption += f"; the best 50 of {len(shown)}, --json for all"
