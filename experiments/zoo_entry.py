@@ -8,7 +8,8 @@ experiments/results/zoo/walltime.csv, small result files to experiments/results/
     python experiments/zoo_entry.py eval-space                           # all 6,466 classes, valid subset (2 ranks)
     python experiments/zoo_entry.py eval-test                            # a 100-arch stratified sample, test set
     python experiments/zoo_entry.py package                              # zoo/cifar10-jpeg-c8 + registry + card
-    python experiments/zoo_entry.py quality                              # search quality at 3 budgets -> docs
+    python experiments/zoo_entry.py quality                              # search quality at 3 budgets
+    python experiments/zoo_entry.py report                               # the figures of docs/results.md
 
 The recipe is khnet's default (``--recipe khnet``: residual generated kernels W = S + s G(alpha), gain 0 at the
 start, teacher on the shared kernels, mean of the 5 subnet losses), the one that ranked best in issue 11; the
@@ -345,6 +346,36 @@ def quality(args) -> None:
     print(_quality_markdown(rows))
 
 
+def report(args) -> None:
+    """The figures of docs/results.md's issue-12 section, as Markdown, from the CSVs in experiments/results/zoo/."""
+    summary = {r["what"]: r for r in read_csv(OUT / "summary.csv")}
+    space, test = summary["space (valid subset)"], summary["test sample"]
+    walltime = {r["what"]: float(r["seconds"]) for r in read_csv(OUT / "walltime.csv")}
+
+    def f(row, key, digits=3):
+        return f"{float(row[key]):.{digits}f}"
+
+    print("| figure | whole space (6,466 classes, 2,000 valid images) | test sample (100 archs, 10,000 test images) |")
+    print("| --- | ---: | ---: |")
+    print(f"| mean / max accuracy % | {f(space, 'mean', 2)} / {f(space, 'max', 2)} | "
+          f"{f(test, 'mean', 2)} / {f(test, 'max', 2)} |")  # fmt: skip
+    print(f"| Kendall tau vs NB201 cifar10-valid | {f(space, 'tau_vs_valid')} | {f(test, 'tau_vs_valid')} |")
+    print(f"| Spearman rho vs NB201 cifar10-valid | {f(space, 'rho_vs_valid')} | {f(test, 'rho_vs_valid')} |")
+    print(f"| Kendall tau vs NB201 cifar10 test | {f(space, 'tau_vs_test')} | {f(test, 'tau_vs_test')} |")
+    print(f"| top-10 overlap vs cifar10-valid | {f(space, 'top10_vs_valid', 2)} | {f(test, 'top10_vs_valid', 2)} |")
+    good = f"({int(space['good_classes']):,} classes) | {f(test, 'tau_vs_valid_good')} ({test['good_classes']})"
+    print(f"| Kendall tau among classes at >= 85% (cifar10-valid) | {f(space, 'tau_vs_valid_good')} {good} |")
+    print()
+    print(", ".join(f"{k} {v / 60:.1f} min" for k, v in walltime.items()))
+    print()
+    print(_quality_markdown([{**r, **{k: float(r[k]) for k in ("max_mflops", "winner_nb201_c10_test",
+                                                                 "best_nb201_c10_test", "regret",
+                                                                 "winner_top_percent", "random_mean_nb201_c10_test")},
+                              "archs_within": int(r["archs_within"]), "winner_rank": int(r["winner_rank"]),
+                              "percentile": int(r["percentile"])}
+                             for r in read_csv(OUT / "search_quality.csv")]))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="run directory (default runs/zoo-c10)")
@@ -358,13 +389,14 @@ def main() -> None:
         sub.add_parser(name).add_argument("--ranks", type=int, default=2)
     sub.add_parser("package")
     sub.add_parser("quality")
+    sub.add_parser("report")
     args = parser.parse_args()
     global RUN, ZOO, OUT, DOCS
     RUN, ZOO, OUT, DOCS = ((given or default).resolve() for given, default in
                            ((args.run, RUN), (args.zoo, ZOO), (args.out, OUT), (args.docs, DOCS)))  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
     {"train": train, "eval-space": eval_space, "eval-test": eval_test, "package": package,
-     "quality": quality}[args.command](args)  # fmt: skip
+     "quality": quality, "report": report}[args.command](args)  # fmt: skip
 
 
 if __name__ == "__main__":
