@@ -117,13 +117,16 @@ class ResolvedSupernet:
         try:
             load_dataset(name, "train", root=data_dir, **_split_kwargs(self.split_settings()))
             return name, ""
-        except DataError as err:
+        except DataError:
             fallback = self.zoo.calibration_fallback if self.zoo else None
             if not fallback:
                 raise
+            from khnet.data import default_data_root
+
+            where = Path(data_dir).expanduser() if data_dir else default_data_root()
             return fallback, (
-                f"BatchNorm recalibrated on {fallback!r} instead of {name!r}, which is not here ({err}); "
-                f"the zoo entry's table was measured with {name!r}"
+                f"BatchNorm recalibrated on {fallback!r} instead of {name!r}, which is not in {where}; the zoo "
+                f"entry's table was measured with {name!r} (put it there, or pass --data-dir, for the same numbers)"
             )
 
     def split_settings(self) -> dict[str, Any]:

@@ -248,8 +248,23 @@ def pareto_front(candidates: Iterable[Candidate]) -> list[Candidate]:
         better = a.accuracy > b.accuracy or a.cost.mflops < b.cost.mflops or la < lb
         return no_worse and better
 
-    front = [c for c in pool if not any(dominates(o, c) for o in pool if o is not c)]
-    return sorted(front, key=lambda c: (c.cost.mflops, -c.accuracy))
+    if any(c.latency_ms is not None for c in pool):  # three criteria: the plain check (latency pools are small)
+        front = [c for c in pool if not any(dominates(o, c) for o in pool if o is not c)]
+        return sorted(front, key=lambda c: (c.cost.mflops, -c.accuracy))
+    # two criteria, one sweep by cost (the pool can hold all 6,466 classes): a candidate is dominated exactly when
+    # a cheaper one is at least as accurate, or one of the same cost is more accurate
+    front, best_cheaper = [], float("-inf")
+    ordered = sorted(pool, key=lambda c: (c.cost.mflops, -c.accuracy))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j < len(ordered) and ordered[j].cost.mflops == ordered[i].cost.mflops:
+            j += 1
+        group_best = ordered[i].accuracy
+        front += [c for c in ordered[i:j] if c.accuracy == group_best and c.accuracy > best_cheaper]
+        best_cheaper = max(best_cheaper, group_best)
+        i = j
+    return front
 
 
 def _member_costs(shape: dict) -> list[tuple[int, Arch, Cost]]:

@@ -231,3 +231,28 @@ def test_eval_of_a_zoo_entry_reads_its_table_with_no_data(tiny_zoo, capsys):
     # other settings are not in the table: they need the data, and say where to put it
     assert main(["eval", "tiny", "6111", "--split", "valid", "--calib-images", "64"]) == 1
     assert "cifar10-jpeg is not in" in capsys.readouterr().err
+
+
+def test_pareto_front_sweep_matches_the_definition():
+    """The one-sweep front (used without latencies, on pools of thousands) equals the pairwise definition."""
+    import random
+
+    from khnet.search import Candidate, pareto_front
+    from khnet.space import Cost
+
+    def by_definition(pool):
+        def dominates(a, b):
+            no_worse = a.accuracy >= b.accuracy and a.cost.mflops <= b.cost.mflops
+            return no_worse and (a.accuracy > b.accuracy or a.cost.mflops < b.cost.mflops)
+
+        front = [c for c in pool if not any(dominates(o, c) for o in pool if o is not c)]
+        return sorted(front, key=lambda c: (c.cost.mflops, -c.accuracy))
+
+    rng = random.Random(0)
+    for _ in range(200):
+        pool = []
+        for i in range(rng.randint(1, 50)):
+            cost = Cost(rng.choice([1.0, 2.0, 3.0, rng.random() * 4]), 0.1)
+            accuracy = rng.choice([50.0, 51.0, 45 + 10 * rng.random()])  # ties in cost and in accuracy
+            pool.append(Candidate(Arch.from_index(rng.randrange(15625)), i, cost, accuracy=accuracy))
+        assert [id(c) for c in pareto_front(pool)] == [id(c) for c in by_definition(pool)]
