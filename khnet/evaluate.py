@@ -292,13 +292,12 @@ def read_results(
     key = settings.key()
     folders = [results_dir] if isinstance(results_dir, (str, Path)) else list(results_dir)
     for folder in folders:
-        for path in _results_files(Path(folder), model_hash):
-            for row in csv.DictReader(io.StringIO(_read_text(path))):
-                try:
-                    if row["settings"] == key and row["time"]:
-                        found[int(row["iso_class"])] = {k: float(row[k]) for k in ("accuracy", "loss", "seconds")}
-                except (KeyError, TypeError, ValueError):
-                    continue
+        for row in read_result_rows(folder, model_hash):
+            try:
+                if row["settings"] == key:
+                    found[int(row["iso_class"])] = {k: float(row[k]) for k in ("accuracy", "loss", "seconds")}
+            except (KeyError, TypeError, ValueError):
+                continue
     return found
 
 
@@ -428,16 +427,16 @@ def evaluate_archs(
         done = read_results(stores, model_hash, settings)
         todo = [c for c in wanted if c not in done]
     mine = todo[rank::world]
-    writer = _ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    if mine:
-        calib = calibration_images(settings).contiguous(memory_format=memory_format)
-        images, labels, _ = _eval_data(settings)
-        images = images.contiguous(memory_format=memory_format)
     fresh: dict[int, dict[str, float]] = {}
     was_training = supernet.training
     supernet.eval()
     try:
+        writer = _ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if mine:
+            calib = calibration_images(settings).contiguous(memory_format=memory_format)
+            images, labels, _ = _eval_data(settings)
+            images = images.contiguous(memory_format=memory_format)
         for done_here, cls in enumerate(mine, start=1):
             start = time.perf_counter()
             net = supernet.subnet(cls).to(memory_format=memory_format)

@@ -115,7 +115,8 @@ class ResolvedSupernet:
             return dataset, ""
         name = self.dataset or "sample"
         try:
-            load_dataset(name, "train", root=data_dir, **_split_kwargs(self.split_settings()))
+            split = self.split_settings()
+            load_dataset(name, "train", root=data_dir, valid_fraction=split["valid_fraction"], seed=split["split_seed"])
             return name, ""
         except DataError:
             fallback = self.zoo.calibration_fallback if self.zoo else None
@@ -137,11 +138,12 @@ class ResolvedSupernet:
         }
 
 
-def _split_kwargs(split: dict[str, Any]) -> dict[str, Any]:
-    return {"valid_fraction": split["valid_fraction"], "seed": split["split_seed"]}
+def _results_cache() -> Path:
+    """Where results of supernets that do not live in a run directory are stored: ``$KHNET_RESULTS``."""
+    return Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
 
 
-# ---------------------------------------------------------------- the zoo
+# ---------------------------------------------------------------- resolving a spec
 def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> ResolvedSupernet:
     """Load the supernet named by ``spec``: run directory, ``.safetensors`` file, zoo name (or ``zoo:NAME``) or
     ``hf://ORG/NAME[@REV]``; ``device`` is ``cpu``, ``cuda[:N]`` or ``auto``."""
@@ -150,11 +152,12 @@ def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> Re
     device = resolve_device(device)
     text = str(spec)
     entry = None
+    entries = {} if text.startswith("hf://") else zoo_entries()
     if text.startswith("hf://"):
         repo, _, revision = text[len("hf://") :].partition("@")
         path = download_snapshot(repo, revision or None)
-        results = Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
-    elif text.startswith("zoo:") or text in zoo_entries():
+        results = _results_cache()
+    elif text.startswith("zoo:") or text in entries:
         name = text.removeprefix("zoo:")
         if not text.startswith("zoo:") and Path(text).expanduser().exists():
             raise UsageError(
@@ -162,8 +165,8 @@ def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> Re
                 "path"
             )
         path = pull_from_zoo(name)
-        entry = zoo_entries()[name]
-        results = Path(os.environ.get("KHNET_RESULTS", Path.home() / ".cache" / "khnet" / "results"))
+        entry = entries[name]
+        results = _results_cache()
     else:
         path = Path(text).expanduser()
         if not path.exists():

@@ -9,6 +9,7 @@ Isomorphic archs share an accuracy, so each class is represented by its cheapest
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -255,15 +256,12 @@ def pareto_front(candidates: Iterable[Candidate]) -> list[Candidate]:
     # a cheaper one is at least as accurate, or one of the same cost is more accurate
     front, best_cheaper = [], float("-inf")
     ordered = sorted(pool, key=lambda c: (c.cost.mflops, -c.accuracy))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j < len(ordered) and ordered[j].cost.mflops == ordered[i].cost.mflops:
-            j += 1
-        group_best = ordered[i].accuracy
-        front += [c for c in ordered[i:j] if c.accuracy == group_best and c.accuracy > best_cheaper]
-        best_cheaper = max(best_cheaper, group_best)
-        i = j
+    for _, group in itertools.groupby(ordered, key=lambda c: c.cost.mflops):
+        group = list(group)
+        best = group[0].accuracy  # the group is sorted by accuracy, best first
+        if best > best_cheaper:
+            front += [c for c in group if c.accuracy == best]
+            best_cheaper = best
     return front
 
 

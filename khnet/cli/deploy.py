@@ -178,11 +178,11 @@ def _network_words(shape: dict, budget_net: str) -> str:
 
 def _report(results, settings, shape, budget_net, exported, json_output: bool) -> None:
     from khnet.data import dataset_info
+    from khnet.evaluate import benchmark_setting
     from khnet.search import cost_range
 
     info = dataset_info(settings.dataset)
-    bench = ("cifar10", "test") if info.benchmark == "cifar10" else ((info.benchmark, "ori-test") if info.benchmark
-                                                                     else None)  # fmt: skip
+    bench = benchmark_setting(info.benchmark, "test")  # what the winners are worth trained from scratch
     bench_label = f"NB201 {bench[0]} {bench[1]} %" if bench else "benchmark"
     network = _network_words(shape, budget_net)
     if json_output:
