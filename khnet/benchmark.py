@@ -166,6 +166,8 @@ class OfficialGroundTruth:
         "test": "test-accuracy",
         "ori-test": "valtest-accuracy",
     }
+    # the API's own dataset names (nas_201_api/api_utils.py: 'cifar10-valid', 'cifar10', 'cifar100', 'ImageNet16-120')
+    _API_NAMES: ClassVar[dict[str, str]] = {"imagenet16-120": "ImageNet16-120"}
 
     def __init__(self, path: str | Path, api: object | None = None) -> None:
         path = Path(path)
@@ -175,7 +177,12 @@ class OfficialGroundTruth:
                     f"benchmark file {path} not found; pass the path of NAS-Bench-201-v1_*.pth, "
                     "or omit it to use the table shipped with khnet"
                 )
-            from nas_201_api import NASBench201API  # several GB; only when asked for
+            try:
+                from nas_201_api import NASBench201API  # several GB; only when asked for
+            except ImportError:
+                raise GroundTruthError(
+                    "reading the official benchmark file needs nas_201_api: pip install 'khnet[benchmark]'"
+                ) from None
 
             api = NASBench201API(str(path), verbose=False)
         self.api = api
@@ -192,7 +199,8 @@ class OfficialGroundTruth:
             key = "valid-accuracy"
         else:
             key = self._KEYS[split]
-        info = self.api.get_more_info(Arch.coerce(arch).index, name, hp=str(epochs), is_random=False)
+        api_name = self._API_NAMES.get(name, name)
+        info = self.api.get_more_info(Arch.coerce(arch).index, api_name, hp=str(epochs), is_random=False)
         return float(info[key])
 
 

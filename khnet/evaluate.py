@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from khnet.benchmark import BASELINE, ShippedGroundTruth
@@ -34,13 +35,17 @@ from khnet.errors import KhnetError, UsageError
 from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
 from khnet.network import fold_bn
 from khnet.space import NUM_ARCHS, Arch, isomorphism_classes
+from khnet.stacked import StackedNets
 
 __all__ = [
     "EvalRecord",
     "EvalSettings",
+    "auto_subnets_per_pass",
     "benchmark_setting",
     "calibration_images",
     "evaluate_archs",
+    "evaluate_subnet",
+    "evaluate_subnets",
     "read_result_rows",
     "read_results",
     "recalibrate_bn",
@@ -379,6 +384,62 @@ def _accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_
     return 100.0 * correct / len(images), loss / len(images)
 
 
+def evaluate_subnet(
+    supernet: nn.Module,
+    arch: Arch | str | int,
+    calib: torch.Tensor,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 512,
+) -> tuple[float, float]:
+    """Accuracy (percent) and mean cross-entropy of one subnet of ``supernet`` on ``images``: its kernels
+    baked into an ``NB201Net``, BatchNorms recalibrated on all of ``calib`` (one batch), then folded into the
+    convs for the test pass (the same outputs to 1e-5, a 5-20% faster pass). The subnet runs in the memory
+    format of ``calib`` (channels_last is faster on CPUs and GPUs)."""
+    channels_last = calib.dim() == 4 and calib.is_contiguous(memory_format=torch.channels_last)
+    net = supernet.subnet(arch).to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    recalibrate_bn(net, calib, len(calib))
+    return _accuracy(fold_bn(net.eval()), images, labels, batch_size)
+
+
+def auto_subnets_per_pass(device: torch.device) -> int:
+    """How many subnets ``evaluate_archs`` stacks per pass by default: 1 everywhere for now. On this 2-core
+    CPU stacking was measured slower at proxy and full size (the ops are bound by memory traffic, not by
+    per-op overhead; docs/performance.md); on a GPU, where small subnets are launch-bound, it is expected to
+    pay but has not been measured yet (``benchmarks/eval_throughput.py --stacked G`` measures it)."""
+    return 1
+
+
+def evaluate_subnets(
+    supernet: nn.Module,
+    archs: Sequence[Arch | str | int],
+    calib: torch.Tensor,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 512,
+) -> list[tuple[float, float]]:
+    """``evaluate_subnet`` for several archs at once: their baked networks stacked side by side
+    (``khnet.stacked.StackedNets``, grouped convolutions), recalibrated together on ``calib`` and tested in one
+    pass per batch. Each network's BatchNorm statistics and outputs are its own, so the results equal
+    ``evaluate_subnet`` one by one up to float rounding. Returns (accuracy %, mean loss) per arch, in order."""
+    channels_last = calib.dim() == 4 and calib.is_contiguous(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    stacked = StackedNets([supernet.subnet(a) for a in archs]).to(memory_format=memory_format)
+    recalibrate_bn(stacked, calib, len(calib))
+    stacked.eval()
+    device = next(stacked.parameters()).device
+    correct = torch.zeros(stacked.G, dtype=torch.long, device=device)
+    loss = torch.zeros(stacked.G, dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x, y = images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)
+            logits = stacked(x).float()  # (B, G, classes)
+            correct += (logits.argmax(-1) == y[:, None]).sum(0)
+            targets = y[:, None].expand(-1, stacked.G)
+            loss += F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").sum(0).double()
+    return [(100.0 * c / len(images), v / len(images)) for c, v in zip(correct.tolist(), loss.tolist(), strict=True)]
+
+
 def evaluate_archs(
     supernet: nn.Module,
     archs: Sequence[Arch | str | int],
@@ -389,6 +450,7 @@ def evaluate_archs(
     model_hash: str | None = None,
     shipped_results: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    subnets_per_pass: int | None = None,
 ) -> Iterator[EvalRecord]:
     """Evaluate ``archs`` from ``supernet`` (bake, recalibrate BN, test), one record per arch, in order.
 
@@ -405,8 +467,13 @@ def evaluate_archs(
             ``results_dir``; nothing is written there.
         progress: called as ``progress(done, total)`` after each subnet this process evaluates (stored results
             are not counted); records are yielded once all are evaluated.
+        subnets_per_pass: evaluate this many subnets together (``evaluate_subnets``; same results up to float
+            rounding); None: ``auto_subnets_per_pass`` for the device.
     """
     import torch.distributed as dist
+
+    if subnets_per_pass is not None and subnets_per_pass < 1:
+        raise UsageError(f"subnets_per_pass={subnets_per_pass}: give 1 or more")
 
     settings = settings or EvalSettings()
     archs = [Arch.coerce(a) for a in archs]
@@ -437,20 +504,23 @@ def evaluate_archs(
             calib = calibration_images(settings).contiguous(memory_format=memory_format)
             images, labels, _ = _eval_data(settings)
             images = images.contiguous(memory_format=memory_format)
-        for done_here, cls in enumerate(mine, start=1):
+        group = subnets_per_pass or auto_subnets_per_pass(param.device if param is not None else torch.device("cpu"))
+        for first in range(0, len(mine), group):
+            chunk = mine[first : first + group]
             start = time.perf_counter()
-            net = supernet.subnet(cls).to(memory_format=memory_format)
-            recalibrate_bn(net, calib, settings.calib_images)
-            # BatchNorms folded into the convs: the same outputs (to 1e-5), a 5-20% faster test pass
-            accuracy, loss = _accuracy(fold_bn(net.eval()), images, labels, settings.batch_size)
-            result = {"accuracy": accuracy, "loss": loss, "seconds": time.perf_counter() - start}
-            fresh[cls] = result
-            if writer is not None:
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-                writer.append({"settings": settings.key(), "iso_class": cls, **result, "images": len(labels),
-                               "calib_images": settings.calib_images, "time": stamp})  # fmt: skip
+            if len(chunk) == 1:
+                results = [evaluate_subnet(supernet, chunk[0], calib, images, labels, settings.batch_size)]
+            else:
+                results = evaluate_subnets(supernet, chunk, calib, images, labels, settings.batch_size)
+            seconds = (time.perf_counter() - start) / len(chunk)
+            for cls, (accuracy, loss) in zip(chunk, results, strict=True):
+                result = fresh[cls] = {"accuracy": accuracy, "loss": loss, "seconds": seconds}
+                if writer is not None:
+                    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+                    writer.append({"settings": settings.key(), "iso_class": cls, **result, "images": len(labels),
+                                   "calib_images": settings.calib_images, "time": stamp})  # fmt: skip
             if progress is not None:
-                progress(done_here, len(mine))
+                progress(first + len(chunk), len(mine))
     finally:
         supernet.train(was_training)
         if lock is not None:

@@ -49,10 +49,16 @@ class ExportFormatError(ExportError, UsageError):
 
 
 def network_config(net: NB201Net, info: DatasetInfo | None = None, folded: bool = False) -> dict[str, Any]:
-    """What a user needs to run ``net``: arch, shape, input normalisation, costs (MFLOPs, M params)."""
+    """What a user needs to run ``net``: arch, shape, input normalisation, costs (MFLOPs, M params).
+
+    Unfolded, it is also an xautodl network config: ``get_cell_based_tiny_net(config)`` (the benchmark's own
+    code, via ``name: infer.tiny`` and ``arch_str``) builds the ``TinyNetwork`` whose state_dict the exported
+    ``.safetensors`` loads strictly."""
     resolution = info.resolution if info else 32
     cost = net.arch.cost(num_classes=net.num_classes, resolution=resolution, C=net.C, N=net.N)
+    xautodl = {} if folded else {"name": "infer.tiny", "arch_str": str(net.arch)}
     return {
+        **xautodl,
         "arch": str(net.arch),
         "index": net.arch.index,
         "num_classes": net.num_classes,

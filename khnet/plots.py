@@ -11,12 +11,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from khnet.checkpoint import atomic_write
+from khnet.errors import KhnetError
 from khnet.evaluate import EvalRecord
 
-__all__ = ["plot_accuracy_vs_rank", "plot_distribution"]
+__all__ = ["plot_accuracy_vs_rank", "plot_distribution", "require_matplotlib"]
+
+
+def require_matplotlib() -> None:
+    """Raise a one-line ``KhnetError`` naming the fix when matplotlib (the ``plots`` extra) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise KhnetError("plots need matplotlib, which is not installed: pip install 'khnet[plots]'")
 
 
 def _figure():
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -253,7 +253,8 @@ def sgd_optimizer(
         param_groups.append(
             {"params": params, "base_weight_decay": wd, "weight_decay": wd, "lr_scale": scale, "lr": config.lr * scale}
         )
-    return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    # foreach: one multi-tensor update instead of a Python loop over ~440 tensors (also on the CPU)
+    return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, foreach=True)
 
 
 def build_optimizer(model: SuperNet, config: TrainConfig) -> torch.optim.SGD:

@@ -82,8 +82,9 @@ def test_bad_queries(gt, args, message):
 def test_official_file_path_maps_queries():
     calls = []
 
-    class FakeAPI:  # the shape of nas_201_api's get_more_info answer
+    class FakeAPI:  # the shape of nas_201_api's get_more_info answer, and the dataset names it accepts
         def get_more_info(self, index, dataset, hp, is_random):
+            assert dataset in ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120"), dataset
             calls.append((index, dataset, hp, is_random))
             return {"valid-accuracy": 1.0, "test-accuracy": 2.0, "valtest-accuracy": 3.0}
 
@@ -91,7 +92,11 @@ def test_official_file_path_maps_queries():
     assert official.accuracy(6111) == 2.0
     assert official.accuracy(5, "cifar10-valid") == 1.0
     assert official.accuracy(5, "cifar100", "ori-test", epochs=12) == 3.0
-    assert calls == [(6111, "cifar10", "200", False), (5, "cifar10-valid", "200", False), (5, "cifar100", "12", False)]
+    assert official.accuracy(7, "imagenet16-120", "valid") == 1.0
+    assert calls == [
+        (6111, "cifar10", "200", False), (5, "cifar10-valid", "200", False), (5, "cifar100", "12", False),
+        (7, "ImageNet16-120", "200", False),
+    ]  # fmt: skip
     with pytest.raises(GroundTruthError, match="not found"):
         load_ground_truth("/nonexistent/NAS-Bench-201.pth")
 

@@ -79,6 +79,24 @@ def test_safetensors_export_loads_strictly(tmp_path, supernet):
         assert torch.allclose(load_network(path)(x), supernet(x, ARCH), atol=1e-5)
 
 
+def test_xautodl_rebuilds_an_exported_network_from_its_json(tmp_path, supernet):
+    """The benchmark's own code builds the network from the exported JSON (get_cell_based_tiny_net) and loads
+    the exported .safetensors strictly, with the same logits."""
+    models = pytest.importorskip("xautodl.models")
+    from safetensors.torch import load_file
+
+    path = tmp_path / "net.safetensors"
+    save_network(supernet.subnet(ARCH), path)
+    config = json.loads((tmp_path / "net.json").read_text())
+    tiny = models.get_cell_based_tiny_net(config)
+    tiny.load_state_dict(load_file(str(path)), strict=True)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(tiny.eval()(x)[1], supernet(x, ARCH), atol=1e-5)
+    save_network(supernet.subnet(ARCH), tmp_path / "folded.safetensors", fold=True)
+    assert "name" not in json.loads((tmp_path / "folded.json").read_text())  # folded keys are not TinyNetwork's
+
+
 def test_fold_bn_export_preserves_outputs(tmp_path, supernet):
     x = torch.randn(4, 3, 32, 32)
     for name in ("folded.pt", "folded.safetensors"):

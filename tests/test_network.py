@@ -113,3 +113,25 @@ def test_fold_bn_preserves_outputs(arch):
         assert torch.allclose(folded(x), net(x), atol=1e-4, rtol=1e-4)
     remaining = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(remaining) == 1  # lastact's, which follows a sum
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 5, 1, 1), (2, 4, 2, 7), (3, 16, 9, 5)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_avg_pool_3x3_equals_the_benchmarks_pooling(shape, channels_last):
+    """The depthwise-convolution pooling equals nn.AvgPool2d(3, 1, 1, count_include_pad=False), with its
+    gradient, at every border shape, and keeps the memory format."""
+    import torch.nn.functional as F
+
+    from khnet.ops import avg_pool_3x3
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(*shape).contiguous(memory_format=fmt).requires_grad_()
+    ref_x = x.detach().clone().requires_grad_()
+    out, ref = avg_pool_3x3(x), F.avg_pool2d(ref_x, 3, 1, 1, count_include_pad=False)
+    assert torch.allclose(out, ref, atol=1e-6) and out.is_contiguous(memory_format=fmt)
+    g = torch.randn_like(ref)
+    out.backward(g), ref.backward(g)
+    assert torch.allclose(x.grad, ref_x.grad, atol=1e-6)
+    scale = torch.tensor(0.3)
+    assert torch.allclose(avg_pool_3x3(x, scale), 0.3 * ref, atol=1e-6)

@@ -267,3 +267,46 @@ def test_channels_last_gives_the_same_outputs(method):
         got = net(xcl, ARCHS[0]), net.forward_teacher(xcl)
         assert torch.allclose(expected[0], got[0], atol=1e-5) and torch.allclose(expected[1], got[1], atol=1e-5)
         assert torch.allclose(net.subnet(ARCHS[0])(x), expected[0], atol=1e-5)
+
+
+def test_teacher_edge_equals_weighted_ops_in_train_mode():
+    """forward_mixed folds the op weights into BatchNorm and pooling: same outputs, running statistics and
+    gradients (beta, kernels, BatchNorm parameters, input) as weighting each op's output."""
+    torch.manual_seed(1)
+    chs = 4
+    fast, slow = SuperCell(chs).train(), SuperCell(chs).train()
+    slow.load_state_dict(fast.state_dict())
+    x = torch.randn(3, chs, 6, 6)
+    beta = torch.randn(6, 5)
+    sizes = (("nor_conv_1x1", 1), ("nor_conv_3x3", 3))
+    kernels = {(e, op): torch.randn(chs, chs, k, k) for e in range(6) for op, k in sizes}
+
+    def leaves():
+        copies = {k: v.clone().requires_grad_() for k, v in kernels.items()}
+        return x.clone().requires_grad_(), beta.clone().requires_grad_(), copies
+
+    xf, bf, kf = leaves()
+    out_fast = fast.forward_mixed(xf, bf.softmax(-1), kf)
+    xs, bs, ks = leaves()
+    w = bs.softmax(-1)
+    nodes = [xs]
+    for j in range(1, 4):
+        total = 0
+        for e, (dst, src) in enumerate(((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))):
+            if dst == j:
+                for k, op in enumerate(OP_NAMES[1:], start=1):
+                    total = total + w[e, k] * slow.edges[e](nodes[src], op, ks.get((e, op)))
+        nodes.append(total)
+    out_slow = nodes[-1]
+    assert torch.allclose(out_fast, out_slow, atol=1e-5)
+    g = torch.randn_like(out_fast)
+    out_fast.backward(g)
+    out_slow.backward(g)
+    assert torch.allclose(xf.grad, xs.grad, atol=1e-4) and torch.allclose(bf.grad, bs.grad, atol=1e-4)
+    for key in kernels:
+        assert torch.allclose(kf[key].grad, ks[key].grad, atol=1e-4)
+    for (name, a), (_, b) in zip(fast.named_parameters(), slow.named_parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-4), name
+    for (name, a), (_, b) in zip(fast.named_buffers(), slow.named_buffers(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert int(fast.edges[0].bn["nor_conv_3x3"].num_batches_tracked) == 1

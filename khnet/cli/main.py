@@ -24,7 +24,6 @@ app = typer.Typer(
     help="Kshot-Hypernet on NAS-Bench-201: train one supernet, deploy many subnets without retraining.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 app.command("space")(space)
 app.command("train")(train)
