@@ -147,6 +147,7 @@ def package(args) -> None:
     from khnet.checkpoint import load_supernet, state_hash
     from khnet.data import dataset_info
     from khnet.evaluate import read_result_rows, write_results_table
+    from khnet.files import read_run_config
     from khnet.hub import save_pretrained, sha256_of
 
     model = load_supernet(RUN)
@@ -154,7 +155,7 @@ def package(args) -> None:
     space = _space_metrics(_records(model, SPACE))
     test_records = _records(model, TEST)
     test = _space_metrics(test_records)
-    config = json.loads((RUN / "config.json").read_text())
+    config = read_run_config(RUN)  # either config.json form (khnet.files)
     epochs_done = int(config.get("progress", {}).get("epoch", EPOCHS))
     train_seconds = sum(float(r["seconds"]) for r in read_csv(OUT / "walltime.csv") if r["what"] == "train")
     config["train"].update(dataset=DATASET, data_dir=None)

@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
-from khnet.checkpoint import CONFIG_FILE, CheckpointError, atomic_write, load_supernet, save_supernet
+from khnet.card import model_card
+from khnet.checkpoint import CheckpointError, atomic_write, load_supernet, read_run_config, save_supernet
 from khnet.errors import KhnetError, UsageError
+from khnet.files import METADATA_KEYS
 from khnet.zoo import HUB_FILES, ZooEntry, download_snapshot, pull_from_zoo, sha256_of, zoo_entries
 
 __all__ = [
@@ -29,16 +31,9 @@ __all__ = [
     "resolve_supernet",
     "save_pretrained",
     "sha256_of",
+    "shareable_training",
     "zoo_entries",
 ]
-
-PAPER = (
-    "Jingyue Zhuge, Christian Mayr, Anand Subramoney, David Kappel. Single Train Multi Deploy on Topology Search "
-    "Spaces using Kshot-Hypernet. WANT@ICML 2024."
-)
-NB201 = (
-    "Xuanyi Dong, Yi Yang. NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture Search. ICLR 2020."
-)
 
 
 @dataclass
@@ -177,85 +172,73 @@ def resolve_supernet(spec: str | Path, device: str | torch.device = "cpu") -> Re
         results = path if path.is_dir() else path.parent
     model = load_supernet(path, device=device).eval()
     directory = path if path.is_dir() else path.parent
-    dataset, note, train = None, "", {}
-    config_file = directory / CONFIG_FILE
-    if config_file.is_file():
-        data = json.loads(config_file.read_text())
-        train = data.get("train") or {}
-        dataset = (data.get("dataset") or {}).get("name") or train.get("dataset")
-        note = (data.get("dataset") or {}).get("note", "")
+    data = read_run_config(directory)
+    train = data.get("train") or {}
+    dataset = (data.get("dataset") or {}).get("name") or train.get("dataset")
+    note = (data.get("dataset") or {}).get("note", "")
     return ResolvedSupernet(model, text, results, dataset, note, directory, train, entry)
 
 
-def model_card(config: dict[str, Any], param_counts: dict[str, int], metrics: dict[str, Any] | None = None) -> str:
-    """A README.md for the Hub: what it is, how it was trained, its metrics, how to load it, citations."""
-    model, train = config.get("model", {}), config.get("train", {})
-    dataset = (config.get("dataset") or {}).get("name", train.get("dataset", "unknown"))
-    note = (config.get("dataset") or {}).get("note", "")
-    rows = "\n".join(f"| {k} | {v} |" for k, v in (metrics or {}).items() if not isinstance(v, (dict, list)))
-    return f"""---
-library_name: khnet
-tags: [neural-architecture-search, nas-bench-201, hypernetwork, supernet, pytorch]
-license: mit
----
-
-# khnet supernet: {model.get("method", "kshot-hypernet")} on {dataset}
-
-A Kshot-Hypernet supernet over the NAS-Bench-201 search space (15,625 architectures): any subnet can be
-baked out and deployed without retraining.
-
-- method: `{model.get("method")}`; C={model.get("channels")}, cells per stage={model.get("cells_per_stage")},
-  h={model.get("hidden")}, dictionary size N={model.get("num_kernels")}, classes={model.get("num_classes")}
-- parameters: {param_counts.get("total", 0) / 1e6:.3f} M in all
-- trained with `khnet train`: {json.dumps(train, sort_keys=True)}
-- data: {dataset}. {note}
-
-## Metrics
-
-| metric | value |
-| --- | --- |
-{rows or "| (not evaluated yet) | |"}
-
-## Use
-
-```python
-from khnet.hub import resolve_supernet
-
-supernet = resolve_supernet("hf://ORG/NAME").model
-net = supernet.subnet("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
-```
-
-or `khnet sample ARCH --supernet hf://ORG/NAME -o net.pt` for a standalone network (recalibrate BatchNorm first).
-
-## Citation
-
-- {PAPER}
-- {NB201}
-"""
+def shareable_training(training: dict[str, Any]) -> dict[str, Any]:
+    """``training.json`` contents without local paths (``train.data_dir``, ``imagefolder:/abs/path``)."""
+    out = json.loads(json.dumps(training))  # a deep copy of plain JSON
+    train = out.get("train") or {}
+    if "data_dir" in train:
+        train["data_dir"] = None
+    for holder, key in ((train, "dataset"), (out.get("dataset") or {}, "name")):
+        value = holder.get(key)
+        if isinstance(value, str) and ":" in value:
+            holder[key] = value.split(":", 1)[0]  # imagefolder:/home/me/data -> imagefolder
+    return out
 
 
-def save_pretrained(supernet: torch.nn.Module, directory: str | Path, config: dict[str, Any] | None = None,
-                    metrics: dict[str, Any] | None = None) -> Path:  # fmt: skip
-    """Write ``model.safetensors``, ``config.json`` and a ``README.md`` model card into ``directory``."""
+def save_pretrained(
+    supernet: torch.nn.Module,
+    directory: str | Path,
+    config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    overwrite_card: bool = False,
+) -> Path:
+    """Write a Hub folder: ``model.safetensors``, flat ``config.json``, ``training.json`` (without local paths)
+    and a ``README.md`` model card (an existing README is kept unless ``overwrite_card``).
+
+    Args:
+        supernet: the ``SuperNet``.
+        directory: the folder (created when missing).
+        config: ``read_run_config`` output of where it came from (training details, input normalisation).
+        metrics: figures for the card (an eval summary or a zoo entry's metrics).
+        overwrite_card: replace an existing README.md.
+    """
+    from khnet import __version__
+
     directory = Path(directory)
     config = dict(config or {})
-    extra = {k: v for k, v in config.items() if k != "model"}
+    training = shareable_training({k: v for k, v in config.items() if k not in ("model", *METADATA_KEYS)})
+    extra = {"input": config.get("input"), "khnet_version": __version__, **training}
     save_supernet(supernet, directory, extra=extra)
-    card = model_card({"model": supernet.config.to_dict(), **extra}, supernet.param_counts(), metrics)
-    atomic_write(directory / "README.md", lambda tmp: tmp.write_text(card))
+    readme = directory / "README.md"
+    if overwrite_card or not readme.exists():
+        card = model_card({**training, "model": supernet.config.to_dict()}, supernet.param_counts(), metrics)
+        atomic_write(readme, lambda tmp: tmp.write_text(str(card)))
     return directory
 
 
 def push_to_hub(directory: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
-                token: str | None = None) -> str:  # fmt: skip
-    """Upload a ``save_pretrained`` folder to the Hub repository ``repo_id``; returns the commit URL."""
+                token: str | None = None, overwrite_card: bool = False) -> str:  # fmt: skip
+    """Upload a ``save_pretrained`` folder to the Hub repository ``repo_id``; returns the commit URL. A README
+    already in the repository is kept unless ``overwrite_card``; requests carry ``library_name=khnet``."""
     from huggingface_hub import HfApi
+
+    from khnet import __version__
 
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         raise KhnetError("HF_HUB_OFFLINE is set: unset it to push to the Hub")
-    api = HfApi(token=token)
+    api = HfApi(token=token, library_name="khnet", library_version=__version__)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    info = api.upload_folder(folder_path=str(directory), repo_id=repo_id, revision=revision, allow_patterns=HUB_FILES)
+    files = list(HUB_FILES)
+    if not overwrite_card and api.file_exists(repo_id, "README.md", revision=revision):
+        files.remove("README.md")
+    info = api.upload_folder(folder_path=str(directory), repo_id=repo_id, revision=revision, allow_patterns=files)
     return str(getattr(info, "commit_url", info))

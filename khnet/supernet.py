@@ -15,12 +15,23 @@ full-supernet teacher.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from khnet.config import SupernetConfig
+from khnet.files import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    load_weights,
+    model_config_from_dict,
+    read_model_config,
+    write_supernet_files,
+)
 from khnet.hypernet import CONV_OPS, arch_encoding, build_kernel_source
 from khnet.network import NB201Net, stage_layout
 from khnet.ops import ReductionBlock, avg_pool_3x3
@@ -131,15 +142,28 @@ def _path_plan(arch: Arch, cells_per_stage: int) -> tuple[dict[str, list[int]], 
     return layers, tuple(tuple(r) for r in rows)
 
 
-class SuperNet(nn.Module):
+class SuperNet(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="khnet",
+    license="mit",
+    tags=["neural-architecture-search", "nas-bench-201", "hypernetwork", "supernet"],
+    repo_url="https://github.com/khnet/khnet",
+):
     """The Kshot-Hypernet supernet (or a baseline, by ``config.method``) on the NAS-Bench-201 skeleton.
 
+    Hub conventions come from huggingface_hub's ``PyTorchModelHubMixin``: ``SuperNet.from_pretrained(ID or
+    folder)``, ``.save_pretrained(folder)`` (``model.safetensors`` and a flat ``config.json``, as khnet writes
+    them: ``khnet.files``) and ``.push_to_hub(repo_id)``. Loading is strict: every tensor must match the config.
+
     Args:
-        config: a ``SupernetConfig``; the defaults are the paper's.
+        config: a ``SupernetConfig`` (or its dict, flat as in ``config.json``); the defaults are the paper's.
     """
 
-    def __init__(self, config: SupernetConfig | None = None) -> None:
+    def __init__(self, config: SupernetConfig | dict | None = None) -> None:
         super().__init__()
+        if isinstance(config, dict):
+            config = model_config_from_dict(config)
         self.config = config = config if config is not None else SupernetConfig()
         C, N = config.channels, config.cells_per_stage
         self.stem = nn.Sequential(nn.Conv2d(3, C, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(C))
@@ -162,6 +186,44 @@ class SuperNet(nn.Module):
         self.classifier = nn.Linear(prev, config.num_classes)
         self.beta = nn.Parameter(1e-3 * torch.randn(NUM_EDGES, len(OP_NAMES)))  # architecture parameters
         self.kernels = build_kernel_source(config)
+
+    # ---------------------------------------------------------------- the Hub (PyTorchModelHubMixin hooks)
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from khnet import __version__
+
+        write_supernet_files(save_directory, self.state_dict(), self.config.to_dict(), {"khnet_version": __version__})
+
+    def generate_model_card(self, *args: Any, **kwargs: Any):
+        """khnet's model card (``khnet.card.model_card``) for ``save_pretrained`` / ``push_to_hub``."""
+        from khnet.card import model_card
+
+        return model_card({"model": self.config.to_dict()}, self.param_counts())
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        map_location: str = "cpu",
+        **_: Any,  # the mixin also passes the config it read, and (older releases) proxies / resume_download
+    ) -> SuperNet:
+        folder = Path(model_id)
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(
+                snapshot_download(
+                    model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                    local_files_only=local_files_only, token=token, allow_patterns=[MODEL_FILE, CONFIG_FILE],
+                )
+            )  # fmt: skip
+        path = folder / MODEL_FILE
+        return load_weights(cls(read_model_config(path)).to(map_location), path, map_location)
 
     # ---------------------------------------------------------------- kernels
     def op_weights(self) -> torch.Tensor:

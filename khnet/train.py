@@ -36,6 +36,7 @@ from khnet import __version__
 from khnet.checkpoint import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    TRAINING_FILE,
     CheckpointError,
     atomic_write,
     load_checkpoint,
@@ -48,6 +49,7 @@ from khnet.config import ConfigError, JsonConfig, SupernetConfig
 from khnet.data import default_num_workers, load_dataset
 from khnet.distributed import init_from_env, local_rank
 from khnet.errors import KhnetError, UsageError
+from khnet.files import METADATA_KEYS
 from khnet.runtime import resolve_device
 from khnet.samplers import SAMPLERS, draw_archs
 from khnet.supernet import SuperNet
@@ -576,10 +578,12 @@ def train_supernet(
 
     is_writer = rank == 0
     run_config = {"model": model_config.to_dict(), "train": config.to_dict()}
-    extra = {
-        "train": config.to_dict(),
-        "dataset": {"name": train_set.info.name, "note": train_set.info.note, "benchmark": train_set.info.benchmark},
+    info = train_set.info
+    extra = {  # config.json gets input and khnet_version, training.json the rest (khnet.files)
+        "input": {"resolution": info.resolution, "mean": list(info.mean), "std": list(info.std)},
         "khnet_version": __version__,
+        "train": config.to_dict(),
+        "dataset": {"name": info.name, "note": info.note, "benchmark": info.benchmark},
         "param_counts": model.param_counts(),
     }
 
@@ -612,7 +616,9 @@ def train_supernet(
 
     if is_writer:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / CONFIG_FILE, {**run_config, **extra})
+        training = {k: v for k, v in extra.items() if k not in METADATA_KEYS}
+        write_json(run_dir / CONFIG_FILE, {**model_config.to_dict(), **{k: extra[k] for k in METADATA_KEYS}})
+        write_json(run_dir / TRAINING_FILE, training)
 
     board = _tensorboard(run_dir) if is_writer else None
     stop: dict[str, str | None] = {"reason": None}

@@ -18,7 +18,7 @@ from khnet.errors import CheckpointError
 __all__ = ["HUB_FILES", "ZooEntry", "download_snapshot", "pull_from_zoo", "sha256_of", "zoo_dir", "zoo_entries"]
 
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
-HUB_FILES = [MODEL_FILE, CONFIG_FILE, "README.md"]
+HUB_FILES = [MODEL_FILE, CONFIG_FILE, "training.json", "README.md"]
 
 
 def sha256_of(path: str | Path) -> str:

@@ -183,14 +183,58 @@ def test_latency_budget_and_impossible_budgets():
 
 # ---------------------------------------------------------------- Hub and zoo
 def test_hub_round_trip_through_a_local_directory(tmp_path, supernet):
-    save_pretrained(supernet, tmp_path / "hub", {"train": {"dataset": "sample"}}, {"mean_acc": 12.3})
-    assert {p.name for p in (tmp_path / "hub").iterdir()} == {"model.safetensors", "config.json", "README.md"}
-    card = (tmp_path / "hub" / "README.md").read_text()
-    assert "NAS-Bench-201" in card and "mean_acc" in card and "Kshot-Hypernet" in card
+    from huggingface_hub import ModelCard
+
+    config = {
+        "train": {"dataset": "imagefolder:/home/someone/data", "data_dir": "/home/someone/data", "epochs": 3},
+        "dataset": {"name": "imagefolder:/home/someone/data", "benchmark": "cifar10"},
+        "input": {"resolution": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+    }
+    metrics = {"mean_accuracy": 61.25, "max_accuracy": 70.5, "kendall_tau": 0.61, "split": "valid", "note": "x"}
+    save_pretrained(supernet, tmp_path / "hub", config, metrics)
+    files = {p.name for p in (tmp_path / "hub").iterdir()}
+    assert files == {"model.safetensors", "config.json", "training.json", "README.md"}
+    flat = json.loads((tmp_path / "hub" / "config.json").read_text())
+    assert flat["channels"] == 4 and flat["input"]["std"] == [0.25] * 3 and "train" not in flat
+    shared = (tmp_path / "hub" / "training.json").read_text() + (tmp_path / "hub" / "README.md").read_text()
+    assert "/home/someone" not in shared  # no local paths leave the machine
+    card = ModelCard.load(tmp_path / "hub" / "README.md")
+    assert card.data.library_name == "khnet" and card.data.datasets == ["cifar10"]
+    results = {(r.metric_name, r.metric_value) for r in card.data.eval_results}
+    assert ("Kendall tau vs NAS-Bench-201", 0.61) in results and len(results) == 3
+    assert "recalibrate_bn" in card.text and "NAS-Bench-201" in card.text
+    # the folder loads back, through khnet and through the Hub mixin, and a README of one's own is kept
     loaded = resolve_supernet(tmp_path / "hub").model
-    assert all(
-        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), supernet.state_dict().values(), strict=True)
-    )
+    mixin = SuperNet.from_pretrained(tmp_path / "hub")
+    for other in (loaded, mixin):
+        pairs = zip(other.state_dict().values(), supernet.state_dict().values(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs)
+    (tmp_path / "hub" / "README.md").write_text("my own card")
+    save_pretrained(supernet, tmp_path / "hub", config, metrics)
+    assert (tmp_path / "hub" / "README.md").read_text() == "my own card"
+    save_pretrained(supernet, tmp_path / "hub", config, metrics, overwrite_card=True)
+    assert "model-index" in (tmp_path / "hub" / "README.md").read_text()
+
+
+def test_supernet_hub_methods_and_legacy_configs(tmp_path, supernet):
+    """SuperNet.save_pretrained / from_pretrained (PyTorchModelHubMixin), strict loading, the nested config.json
+    of khnet 0.1 folders, and config keys that are neither fields nor metadata."""
+    supernet.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["cells_per_stage"] == 1
+    again = SuperNet.from_pretrained(str(tmp_path / "m"))
+    assert again.config == supernet.config
+    legacy = tmp_path / "legacy"
+    supernet.save_pretrained(legacy)
+    nested = {"model": supernet.config.to_dict(), "train": {"dataset": "sample"}, "khnet_version": "0.1.0"}
+    (legacy / "config.json").write_text(json.dumps(nested))
+    assert SuperNet.from_pretrained(legacy).config == supernet.config
+    assert resolve_supernet(legacy).dataset == "sample"
+    (legacy / "config.json").write_text(json.dumps({**supernet.config.to_dict(), "chanels": 4}))
+    with pytest.raises(CheckpointError, match=r"unknown config key.*chanels"):
+        SuperNet.from_pretrained(legacy)
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**supernet.config.to_dict(), "channels": 8}))
+    with pytest.raises(CheckpointError, match="does not match its config"):
+        SuperNet.from_pretrained(tmp_path / "m")
 
 
 def test_hub_round_trip_through_a_prefilled_cache_offline(tmp_path, supernet):
@@ -207,11 +251,20 @@ def test_hub_round_trip_through_a_prefilled_cache_offline(tmp_path, supernet):
     }
     code = (
         "from khnet.hub import resolve_supernet\n"
+        "from khnet.supernet import SuperNet\n"
         "r = resolve_supernet('hf://khnet-test/tiny')\n"
-        "print(r.model.config.channels, r.directory)\n"
+        "m = SuperNet.from_pretrained('khnet-test/tiny')\n"
+        "print(r.model.config.channels, m.config.channels, r.directory)\n"
     )
     ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
-    assert ok.returncode == 0 and ok.stdout.startswith("4 "), ok.stderr[-1500:]
+    assert ok.returncode == 0 and ok.stdout.startswith("4 4 "), ok.stderr[-1500:]
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "khnet", "eval", "hf://khnet-test/tiny", "6111", "--dataset", "sample",
+         "--test-images", "64", "--calib-images", "32", "--json"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-1500:]
+    assert json.loads(evaluated.stdout)["records"][0]["index"] == 6111
     missing = subprocess.run(
         [sys.executable, "-m", "khnet", "eval", "hf://khnet-test/absent", "1"],
         capture_output=True,

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from khnet.checkpoint import CheckpointError, load_supernet, state_hash
+from khnet.checkpoint import CheckpointError, load_supernet, read_run_config, state_hash
 from khnet.cli.main import main
 from khnet.config import ConfigError, SupernetConfig
 from khnet.errors import KhnetError
@@ -47,8 +47,11 @@ def test_one_epoch_run_writes_everything(tmp_path):
     epochs = [e for e in events if isinstance(e, EpochEvent)]
     assert len(steps) == 3 and len(epochs) == 1 and steps[0].lr == pytest.approx(0.05)
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.csv", "model.safetensors", "checkpoint.pt"}
-    config = json.loads((run / "config.json").read_text())
+    files = {"config.json", "training.json", "metrics.csv", "model.safetensors", "checkpoint.pt"}
+    assert {p.name for p in run.iterdir()} >= files
+    flat = json.loads((run / "config.json").read_text())  # flat: what PyTorchModelHubMixin reads
+    assert flat["channels"] == 4 and "train" not in flat and flat["input"]["resolution"] == 32
+    config = read_run_config(run)
     assert config["model"]["channels"] == 4 and config["train"]["epochs"] == 1 and "JPEG" in config["dataset"]["note"]
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
@@ -228,7 +231,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "Training summary" in out and "epoch 1/1" in err
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved = read_run_config(tmp_path / "run")
     assert saved["model"]["channels"] == 8
     # the default recipe (khnet): residual kernels, teacher on the shared kernels, mean of the subnet losses
     assert (saved["model"]["generator"], saved["model"]["teacher_kernels"]) == ("residual", "shared")
@@ -249,7 +252,7 @@ def test_cli_train_recipes(tmp_path, capsys, args, generator, reduction):
     code = main(["train", "--dataset", "sample", "--epochs", "1", "--proxy", "--max-steps-per-epoch", "1",
                  "--batch-size", "16", "--device", "cpu", *args, "-o", str(tmp_path / "run")])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved = read_run_config(tmp_path / "run")
     assert (saved["model"]["generator"], saved["train"]["subnet_reduction"]) == (generator, reduction)
 
 

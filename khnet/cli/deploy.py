@@ -19,6 +19,7 @@ from khnet.cli._common import (
     print_json,
 )
 from khnet.errors import KhnetError, UsageError
+from khnet.files import SUMMARY_FILE
 
 __all__ = ["export", "sample", "search", "zoo_app"]
 
@@ -248,6 +249,10 @@ def export(
     push: Annotated[str | None, typer.Option("--push", help="Upload to this Hub repository (ORG/NAME).")] = None,
     private: Annotated[bool, typer.Option(help="Create the Hub repository as private.")] = False,
     revision: Annotated[str | None, typer.Option(help="Hub branch to push to.")] = None,
+    overwrite_card: Annotated[
+        bool, typer.Option("--overwrite-card", help="Replace a README.md already in the folder or repository.")
+    ] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Write a supernet as a Hugging Face Hub repository (model.safetensors, config.json, model card).
 
@@ -255,6 +260,7 @@ def export(
     """
     import tempfile
 
+    from khnet.checkpoint import read_run_config
     from khnet.hub import push_to_hub, resolve_supernet, save_pretrained
 
     if not to and not push:
@@ -262,22 +268,26 @@ def export(
     if to is not None and to.exists() and not to.is_dir():
         raise UsageError(f"--to {to} is a file; give a folder (it is created when missing)")
     resolved = resolve_supernet(supernet)
-    config_file = resolved.directory / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    metrics_file = resolved.directory / "metrics-summary.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    config = read_run_config(resolved.directory)
+    summary_file = Path(resolved.results_dir) / SUMMARY_FILE  # written by the last `khnet eval`
+    metrics = json.loads(summary_file.read_text()) if summary_file.is_file() else None
     if resolved.zoo is not None and metrics is None:
         metrics = resolved.zoo.metrics  # a zoo entry's figures travel with it
+    report: dict = {"metrics_from": str(summary_file) if summary_file.is_file() else ("zoo" if metrics else None)}
     if to is not None:
-        save_pretrained(resolved.model, to, config, metrics)
-        out_console.print(f"wrote {to}/model.safetensors, config.json, README.md", highlight=False)
+        save_pretrained(resolved.model, to, config, metrics, overwrite_card=overwrite_card)
+        report["folder"] = str(to)
+        err_console.print(f"wrote {to}/model.safetensors, config.json, training.json, README.md", highlight=False)
     if push:
         with tempfile.TemporaryDirectory(prefix="khnet-export-") as tmp:  # removed on every path out
             folder = to if to is not None else Path(tmp)
             if to is None:
-                save_pretrained(resolved.model, folder, config, metrics)
-            url = push_to_hub(folder, push, private=private, revision=revision)
-        out_console.print(f"pushed to https://huggingface.co/{push} ({url})", highlight=False)
+                save_pretrained(resolved.model, folder, config, metrics, overwrite_card=True)
+            url = push_to_hub(folder, push, private=private, revision=revision, overwrite_card=overwrite_card)
+        report.update(repo=push, commit=url)
+        err_console.print(f"pushed to https://huggingface.co/{push} ({url})", highlight=False)
+    if json_output:
+        print_json(report)
 
 
 zoo_app = typer.Typer(help="The model zoo: published supernets.", no_args_is_help=True)

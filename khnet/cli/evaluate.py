@@ -11,6 +11,7 @@ from rich.table import Table
 
 from khnet.cli._common import WIDE_TERMINAL, JsonOpt, ProgressReporter, ensure_writable, out_console, print_json
 from khnet.errors import UsageError
+from khnet.files import SUMMARY_FILE
 from khnet.space import Arch
 
 __all__ = ["evaluate"]
@@ -92,6 +93,12 @@ def evaluate(
     info = dataset_info(settings.dataset)
     summary = summarize(records, info.note, info.benchmark)
     summary["settings"] = settings.key()
+    summary["split"] = settings.split
+    if os.environ.get("RANK", "0") == "0" and resolved.results_dir is not None:
+        from khnet.checkpoint import write_json
+
+        # the last evaluation's figures, for the model card `khnet export` writes
+        write_json(Path(resolved.results_dir) / SUMMARY_FILE, summary)
     if plots:
         from khnet.plots import plot_accuracy_vs_rank, plot_distribution
 

@@ -209,11 +209,10 @@ def _render(events, directory: Path) -> None:
                     highlight=False,
                 )
                 progress.console.print(f"  khnet train --resume {event.run_dir}", highlight=False, soft_wrap=True)
-    config_file = Path(directory) / "config.json"
-    if config_file.is_file():
-        import json
+    from khnet.files import read_run_config
 
-        counts = json.loads(config_file.read_text()).get("param_counts", {})
+    counts = read_run_config(directory).get("param_counts")
+    if counts:
         parts = ", ".join(f"{k} {v / 1e6:.3f}" for k, v in counts.items() if k != "total")
         out_console.print(f"parameters (M): {counts.get('total', 0) / 1e6:.3f} in all ({parts})", highlight=False)
     if epochs:
