@@ -204,15 +204,30 @@ def load_network(path: str | Path) -> torch.nn.Module:
 
 
 def bake_subnet(
-    supernet: torch.nn.Module, arch: Arch | str | int, dataset: str = "sample", calib_images: int = 2048,
+    supernet: torch.nn.Module, arch: Arch | str | int, dataset: str, calib_images: int = 2048,
     seed: int = 0, data_dir: str | None = None,
 ) -> tuple[NB201Net, DatasetInfo]:  # fmt: skip
     """A standalone ``NB201Net`` for ``arch`` with the supernet's generated weights baked in and its
-    BatchNorm statistics recalibrated on ``calib_images`` training images of ``dataset`` (eval mode)."""
+    BatchNorm statistics recalibrated on ``calib_images`` training images of ``dataset`` (eval mode, on the
+    supernet's device).
+
+    ``dataset`` has no default: BatchNorm statistics belong to the data the network will see (for a supernet
+    from ``resolve_supernet``, ``ResolvedSupernet.calibration_dataset()`` names its training data).
+
+    Raises:
+        UsageError: ``dataset`` has another number of classes than the supernet (it is not its data).
+    """
     from khnet.data import load_dataset
+    from khnet.errors import UsageError
     from khnet.evaluate import EvalSettings, calibration_images, recalibrate_bn
 
+    info = load_dataset(dataset, "test", root=data_dir).info
+    if info.num_classes != supernet.config.num_classes:
+        raise UsageError(
+            f"dataset {dataset!r} has {info.num_classes} classes but the supernet has {supernet.config.num_classes}; "
+            "recalibrate on the data it was trained on"
+        )
     settings = EvalSettings(dataset=dataset, calib_images=calib_images, calib_seed=seed, data_dir=data_dir)
     net = supernet.subnet(Arch.coerce(arch))
     recalibrate_bn(net, calibration_images(settings), calib_images)
-    return net.eval(), load_dataset(dataset, "test", root=data_dir).info
+    return net.eval(), info

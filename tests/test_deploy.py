@@ -79,6 +79,17 @@ def test_safetensors_export_loads_strictly(tmp_path, supernet):
         assert torch.allclose(load_network(path)(x), supernet(x, ARCH), atol=1e-5)
 
 
+def test_bake_subnet_needs_data_with_the_supernets_classes(supernet):
+    from khnet.errors import UsageError
+    from khnet.export import bake_subnet
+
+    net, info = bake_subnet(supernet, ARCH, "sample", calib_images=16)
+    assert info.num_classes == 10 and not net.training
+    hundred = SuperNet(SupernetConfig(channels=4, cells_per_stage=1, num_classes=100))
+    with pytest.raises(UsageError, match="has 10 classes but the supernet has 100"):
+        bake_subnet(hundred, ARCH, "sample", calib_images=16)
+
+
 def test_xautodl_rebuilds_an_exported_network_from_its_json(tmp_path, supernet):
     """The benchmark's own code builds the network from the exported JSON (get_cell_based_tiny_net) and loads
     the exported .safetensors strictly, with the same logits."""
@@ -330,7 +341,18 @@ def test_cli_sample_search_export_zoo(tmp_path, trained_run, capsys, monkeypatch
     captured = capsys.readouterr()
     assert "winner: index" in captured.out and "no arch meets it" in captured.out
     assert "no arch meets budget 2" in captured.err and "--allow-empty" in captured.err
-    assert main(["export", str(trained_run), "--to", str(tmp_path / "hub")]) == 0
-    assert (tmp_path / "hub" / "README.md").is_file()
+    # the last eval's summary lands in the model card's model-index; export --json says where it came from
+    assert main(["eval", str(trained_run), "6111", "0", "--test-images", "64", "--calib-images", "32"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(trained_run), "--to", str(tmp_path / "hub"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["folder"] == str(tmp_path / "hub") and report["metrics_from"].endswith("eval-summary.json")
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "hub" / "README.md")
+    assert {r.metric_name for r in card.data.eval_results} >= {"mean accuracy of the evaluated subnets (%)"}
+    assert main(["sample", "6111", "-s", str(trained_run), "-o", str(tmp_path / "d.pt"), "--calib-images", "32",
+                 "--device", "cpu", "--dataset", "sample"]) == 0  # fmt: skip
+    assert main(["sample", "6111", "-s", str(trained_run), "--device", "tpu"]) == 2
     assert main(["zoo", "pull", "missing"]) == 1 and "no zoo entry" in capsys.readouterr().err
     assert main(["search", "-s", str(trained_run), "--max-flops", "fifty"]) == 2

@@ -238,6 +238,12 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert saved["train"]["subnet_reduction"] == "mean"
     code = main(["train", "--resume", str(tmp_path / "nowhere")])
     assert code == 1 and "no checkpoint" in capsys.readouterr().err
+    code = main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--json"])  # data only on stdout
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["run_dir"] == str(tmp_path / "run") and [e["epoch"] for e in report["epochs"]] == [2]
+    assert report["param_counts"]["total"] > 0 and "epoch 2/2" in err
 
 
 @pytest.mark.parametrize(

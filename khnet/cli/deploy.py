@@ -44,6 +44,7 @@ def sample(
         int | None, typer.Option(min=1, help="Images for BatchNorm recalibration (default 2048; zoo: its table's).")
     ] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the recalibration subset.")] = 0,
+    device: Annotated[str, typer.Option(help="Recalibrate on: cpu, cuda[:N] or auto (saved for the CPU).")] = "cpu",
     json_output: JsonOpt = False,
 ) -> None:
     """Bake one subnet out of a supernet, recalibrate its BatchNorm and save it as a standalone network.
@@ -55,13 +56,14 @@ def sample(
     from khnet.runtime import tune_allocator
 
     tune_allocator()
-    resolved = resolve_supernet(supernet)
+    resolved = resolve_supernet(supernet, device)
     where = str(data_dir) if data_dir else None
     data, note = resolved.calibration_dataset(dataset, where)
     calib_images = resolved.eval_settings("valid", calib_images=calib_images).calib_images
     if note:
         err_console.print(f"note: {note}", highlight=False)
     net, info = bake_subnet(resolved.model, arch, data, calib_images, seed, where)
+    net = net.cpu()
     files = save_network(net, output, info, fold=fold_bn, compile=compile)
     config = network_config(net, info, fold_bn)
     if json_output:
@@ -88,7 +90,7 @@ def search(
             "khnet sample exports it) or benchmark (NAS-Bench-201's C=16, N=5, to train from scratch)."
         ),
     ] = "deployed",
-    device: Annotated[str, typer.Option(help="Device to measure latency on.")] = "cpu",
+    device: Annotated[str, typer.Option(help="Evaluate subnets and measure latency on: cpu, cuda[:N], auto.")] = "cpu",
     latency_batch: Annotated[int, typer.Option(min=1, help="Batch size of the latency measurement.")] = 1,
     remeasure: Annotated[bool, typer.Option("--remeasure", help="Measure latency anew, ignoring the cache.")] = False,
     top: Annotated[int, typer.Option(min=1, help="Winners per budget.")] = 10,
@@ -131,11 +133,10 @@ def search(
     budgets = parse_budgets(max_flops or [], max_params or [], max_latency_ms or [])
     if budget_net not in BUDGET_NETWORKS:
         raise UsageError(f"--budget-net {budget_net!r}: choose deployed or benchmark")
-    if any(b.max_latency_ms is not None for b in budgets):
-        device = str(resolve_device(device))
+    device = str(resolve_device(device))
     if export_dir:
         ensure_writable(export_dir, "--export")
-    resolved = resolve_supernet(supernet)
+    resolved = resolve_supernet(supernet, device)
     cfg = resolved.model.config
     settings = resolved.eval_settings("valid", dataset, test_images, calib_images, seed,
                                       data_dir=str(data_dir) if data_dir else None)  # fmt: skip
@@ -157,7 +158,7 @@ def search(
                 net, info = bake_subnet(resolved.model, arch, settings.dataset, settings.calib_images, seed,
                                         settings.data_dir)  # fmt: skip
                 path = Path(export_dir) / f"budget{i + 1}-arch{arch.index}.pt2"
-                save_network(net, path, info)
+                save_network(net.cpu(), path, info)
                 exported[i] = str(path)
     _report(results, settings, shape, budget_net, exported, json_output)
     empty = [str(i + 1) for i, r in enumerate(results) if not r.winners]
@@ -319,8 +320,14 @@ def zoo_list(json_output: JsonOpt = False) -> None:
 
 
 @zoo_app.command("pull")
-def zoo_pull(name: Annotated[str, typer.Argument(help="A name from khnet zoo list.")]) -> None:
+def zoo_pull(
+    name: Annotated[str, typer.Argument(help="A name from khnet zoo list.")], json_output: JsonOpt = False
+) -> None:
     """Fetch (if remote) and verify a zoo supernet; prints its local folder."""
     from khnet.zoo import pull_from_zoo
 
-    out_console.print(str(pull_from_zoo(name)), highlight=False)
+    path = pull_from_zoo(name)
+    if json_output:
+        print_json({"name": name, "weights": str(path), "folder": str(path.parent)})
+        return
+    out_console.print(str(path), highlight=False)

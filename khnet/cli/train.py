@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from khnet.cli._common import err_console, out_console
+from khnet.cli._common import JsonOpt, err_console, out_console, print_json
 from khnet.config import RECIPES, ConfigError, SupernetConfig
 from khnet.errors import UsageError
 
@@ -103,6 +103,7 @@ def train(
     seed: Annotated[
         int, typer.Option(min=0, max=2**32 - 1, help="Seed of data order, augmentation, init and sampling.")
     ] = 0,
+    json_output: JsonOpt = False,
 ) -> None:
     """Train a supernet by Algorithm 1 (teacher + K distilled subnets per batch) into a run directory."""
     from khnet.runtime import tune_allocator
@@ -157,10 +158,10 @@ def train(
         for _ in events:
             pass
         return
-    _render(events, directory)
+    _render(events, directory, json_output)
 
 
-def _render(events, directory: Path) -> None:
+def _render(events, directory: Path, json_output: bool = False) -> None:
     from khnet.train import EpochEvent, StepEvent, StoppedEvent
 
     progress = Progress(
@@ -212,10 +213,14 @@ def _render(events, directory: Path) -> None:
     from khnet.files import read_run_config
 
     counts = read_run_config(directory).get("param_counts")
-    if counts:
+    if json_output:  # data on stdout; the progress lines above went to stderr
+        rows = [{k: getattr(e, k) for k in ("epoch", "epochs", "loss_teacher", "acc_teacher", "loss_subnets",
+                                            "seconds", "images_per_s")} for e in epochs]  # fmt: skip
+        print_json({"run_dir": str(directory), "epochs": rows, "stopped_by": stopped_by, "param_counts": counts})
+    elif counts:
         parts = ", ".join(f"{k} {v / 1e6:.3f}" for k, v in counts.items() if k != "total")
         out_console.print(f"parameters (M): {counts.get('total', 0) / 1e6:.3f} in all ({parts})", highlight=False)
-    if epochs:
+    if epochs and not json_output:
         table = Table(title=f"Training summary: {directory}", title_justify="left")
         for column in ("epoch", "teacher loss", "teacher train acc %", "subnet loss", "seconds", "img/s"):
             table.add_column(column, justify="right")
@@ -229,7 +234,7 @@ def _render(events, directory: Path) -> None:
         raise typer.Exit(_SIGNAL_EXIT[stopped_by])
 
 
-_RESUME_OPTIONS = ("resume", "epochs", "stop_after_epochs")
+_RESUME_OPTIONS = ("resume", "epochs", "stop_after_epochs", "json_output")
 
 _SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report a killed program
 
