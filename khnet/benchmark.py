@@ -156,9 +156,12 @@ class ShippedGroundTruth:
 
 
 class OfficialGroundTruth:
-    """The official benchmark file (e.g. ``NAS-Bench-201-v1_1-096897.pth``) read with ``nas_201_api``.
+    """The benchmark's own files, read with the authors' API: NAS-Bench-201 (``NAS-Bench-201-v1_*.pth`` with
+    ``nas_201_api``) or NATS-Bench's topology space, the same 15,625 archs and indices (a ``NATS-tss-v1_*``
+    file or folder, read lazily with ``nats_bench.create(path, "tss", fast_mode=True)``).
 
-    Loads several GB into memory; the shipped table answers the same questions without it.
+    Loads several GB into memory for the .pth file; the shipped table answers the same questions without it.
+    Install the APIs with ``pip install 'khnet[benchmark]'``.
     """
 
     _KEYS: ClassVar[dict[str, str]] = {
@@ -171,22 +174,17 @@ class OfficialGroundTruth:
 
     def __init__(self, path: str | Path, api: object | None = None) -> None:
         path = Path(path)
+        nats = path.is_dir() or path.name.startswith("NATS-tss")
         if api is None:
-            if not path.is_file():
+            if not path.exists():
                 raise GroundTruthError(
-                    f"benchmark file {path} not found; pass the path of NAS-Bench-201-v1_*.pth, "
-                    "or omit it to use the table shipped with khnet"
+                    f"benchmark file {path} not found; pass the path of NAS-Bench-201-v1_*.pth or of a "
+                    "NATS-tss-v1_* file or folder, or omit it to use the table shipped with khnet"
                 )
-            try:
-                from nas_201_api import NASBench201API  # several GB; only when asked for
-            except ImportError:
-                raise GroundTruthError(
-                    "reading the official benchmark file needs nas_201_api: pip install 'khnet[benchmark]'"
-                ) from None
-
-            api = NASBench201API(str(path), verbose=False)
+            api = _nats_api(path) if nats else _nb201_api(path)
         self.api = api
-        self.source = f"official NAS-Bench-201 file {path.name} (mean over seeds)"
+        kind = "NATS-Bench topology space" if nats else "NAS-Bench-201"
+        self.source = f"official {kind} file {path.name} (mean over seeds)"
 
     def accuracy(
         self, arch: Arch | str | int, dataset: str = "cifar10", split: str | None = None, epochs: int = 200
@@ -202,6 +200,24 @@ class OfficialGroundTruth:
         api_name = self._API_NAMES.get(name, name)
         info = self.api.get_more_info(Arch.coerce(arch).index, api_name, hp=str(epochs), is_random=False)
         return float(info[key])
+
+
+def _nb201_api(path: Path) -> object:
+    try:
+        from nas_201_api import NASBench201API  # several GB; only when asked for
+    except ImportError:
+        raise GroundTruthError(
+            "reading the official benchmark file needs nas_201_api: pip install 'khnet[benchmark]'"
+        ) from None
+    return NASBench201API(str(path), verbose=False)
+
+
+def _nats_api(path: Path) -> object:
+    try:
+        import nats_bench
+    except ImportError:
+        raise GroundTruthError("reading NATS-Bench files needs nats_bench: pip install 'khnet[benchmark]'") from None
+    return nats_bench.create(str(path), "tss", fast_mode=True, verbose=False)
 
 
 def load_ground_truth(path: str | Path | None = None) -> GroundTruth:

@@ -94,6 +94,31 @@ class NB201Net(nn.Module):
         """Logits (B, num_classes) for images (B, 3, H, W)."""
         return self.forward_head(self.forward_features(x))
 
+    @classmethod
+    def from_reference_state_dict(cls, arch: Arch | str | int, state_dict: dict[str, torch.Tensor]) -> NB201Net:
+        """The network of ``arch`` with weights of the benchmark's reference ``TinyNetwork`` (e.g. the trained
+        weights ``nas_201_api``'s ``get_net_param(index, dataset, seed, hp="200")`` returns, or any xautodl
+        TinyNetwork's ``state_dict()``), loaded strictly; C, N and the classes are read from the tensors.
+
+        Raises:
+            ValueError: the tensors are not a TinyNetwork of ``arch`` (missing, unexpected or misshapen keys).
+        """
+        state = {k.removeprefix("module."): v for k, v in state_dict.items()}  # saved from DataParallel
+        try:
+            C = state["stem.0.weight"].shape[0]
+            num_classes = state["classifier.weight"].shape[0]
+        except KeyError as err:
+            raise ValueError(f"not a TinyNetwork state_dict: no {err.args[0]} tensor") from None
+        blocks = {int(k.split(".")[1]) for k in state if k.startswith("cells.")}
+        N = (len(blocks) - 2) // 3
+        net = cls(arch, num_classes=num_classes, C=C, N=N)
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+            raise ValueError(f"these weights are not a TinyNetwork of {net.arch} (C={C}, N={N}): {first}") from None
+        return net
+
     def extra_repr(self) -> str:
         return f"arch={self.arch}, num_classes={self.num_classes}, C={self.C}, N={self.N}"
 

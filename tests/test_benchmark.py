@@ -110,3 +110,31 @@ def test_describe_arch():
     twins = describe_arch("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     assert len(twins["iso_members"]) > 1 and twins["iso_class"] == min(twins["iso_members"])
     assert normalize_dataset("ImageNet16-120") == "imagenet16-120"
+
+
+def test_nats_bench_topology_files_are_read_with_nats_bench(tmp_path, monkeypatch):
+    """A NATS-tss file or folder goes to nats_bench.create(path, 'tss', fast_mode=True): same indices, same
+    answer keys, the API's own dataset names; without the package, a one-line error naming the extra."""
+    import sys
+    import types
+
+    created = []
+
+    class FakeNATS:
+        def get_more_info(self, index, dataset, hp, is_random):
+            assert dataset in ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120"), dataset
+            return {"valid-accuracy": 10.0 + index, "test-accuracy": 20.0, "valtest-accuracy": 30.0}
+
+    def create(path, space, fast_mode=False, verbose=True):
+        created.append((path, space, fast_mode))
+        return FakeNATS()
+
+    folder = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    folder.mkdir()
+    monkeypatch.setitem(sys.modules, "nats_bench", types.SimpleNamespace(create=create))
+    official = load_ground_truth(folder)
+    assert created == [(str(folder), "tss", True)] and "NATS-Bench" in official.source
+    assert official.accuracy(5, "imagenet16-120", "valid") == 15.0 and official.accuracy(5) == 20.0
+    monkeypatch.setitem(sys.modules, "nats_bench", None)  # not installed
+    with pytest.raises(GroundTruthError, match=r"pip install 'khnet\[benchmark\]'"):
+        load_ground_truth(folder)

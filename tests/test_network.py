@@ -135,3 +135,28 @@ def test_avg_pool_3x3_equals_the_benchmarks_pooling(shape, channels_last):
     assert torch.allclose(x.grad, ref_x.grad, atol=1e-6)
     scale = torch.tensor(0.3)
     assert torch.allclose(avg_pool_3x3(x, scale), 0.3 * ref, atol=1e-6)
+
+
+def test_benchmark_trained_weights_load_into_nb201net():
+    """A TinyNetwork's state_dict (what nas_201_api's get_net_param returns) becomes an NB201Net with the same
+    logits; C, N and classes come from the tensors; weights of another arch are refused."""
+    tiny_network = pytest.importorskip("xautodl.models.cell_infers.tiny_network")
+    genotypes = pytest.importorskip("xautodl.models.cell_searchs.genotypes")
+    torch.manual_seed(0)
+    arch = Arch.from_index(6111)
+    ref = tiny_network.TinyNetwork(8, 2, genotypes.Structure.str2structure(str(arch)), 100).eval()
+    with torch.no_grad():
+        for name, tensor in ref.state_dict().items():
+            if "running_var" in name:
+                tensor.copy_(torch.rand_like(tensor) + 0.5)
+            elif tensor.is_floating_point():
+                tensor.copy_(torch.randn_like(tensor) * 0.3)
+    ours = NB201Net.from_reference_state_dict(arch, ref.state_dict()).eval()
+    assert (ours.C, ours.N, ours.num_classes) == (8, 2, 100)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(x)[1], atol=1e-5)
+    with pytest.raises(ValueError, match="not a TinyNetwork of"):
+        NB201Net.from_reference_state_dict("|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|", ref.state_dict())
+    with pytest.raises(ValueError, match=r"no stem\.0\.weight"):
+        NB201Net.from_reference_state_dict(arch, {})
