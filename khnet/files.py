@@ -9,8 +9,8 @@ loads), ``config.json`` and, when it was trained by khnet, ``training.json``:
   ``PyTorchModelHubMixin``) reads, and it holds no local paths.
 - ``training.json``: how it was trained (``train`` settings, ``dataset``, ``param_counts``, ``progress``).
 
-Folders written before khnet 0.2 have one nested ``config.json`` (``{"model": ..., "train": ..., ...}``);
-``read_run_config`` reads both forms into the nested one.
+Folders written by khnet 0.1.0 (the zoo entry cifar10-jpeg-c8 among them) have one nested ``config.json``
+(``{"model": ..., "train": ..., ...}``); ``read_run_config`` reads both forms into the nested one.
 """
 
 from __future__ import annotations

@@ -71,12 +71,7 @@ def test_matches_the_benchmark_reference_network(arch):
     genotypes = pytest.importorskip("xautodl.models.cell_searchs.genotypes")
     torch.manual_seed(0)
     ours = NB201Net(arch)
-    with torch.no_grad():  # non-trivial BN statistics and affine parameters
-        for name, tensor in ours.state_dict().items():
-            if "running_var" in name:
-                tensor.copy_(torch.rand_like(tensor) + 0.5)
-            elif tensor.is_floating_point():
-                tensor.copy_(torch.randn_like(tensor) * 0.3)
+    _randomize(ours)  # non-trivial BN statistics and affine parameters
     ref = tiny_network.TinyNetwork(16, 5, genotypes.Structure.str2structure(str(arch)), 10)
     ref.load_state_dict(ours.state_dict(), strict=True)
     assert list(ref.state_dict()) == list(ours.state_dict())
@@ -100,12 +95,7 @@ def test_fold_bn_preserves_outputs(arch):
 
     torch.manual_seed(0)
     net = NB201Net(arch)
-    with torch.no_grad():
-        for name, tensor in net.state_dict().items():
-            if "running_var" in name:
-                tensor.copy_(torch.rand_like(tensor) + 0.5)
-            elif tensor.is_floating_point():
-                tensor.copy_(torch.randn_like(tensor) * 0.3)
+    _randomize(net)  # non-trivial BN statistics and affine parameters
     net.eval()
     folded = fold_bn(net)
     x = torch.randn(4, 3, 32, 32)
@@ -145,12 +135,7 @@ def test_benchmark_trained_weights_load_into_nb201net():
     torch.manual_seed(0)
     arch = Arch.from_index(6111)
     ref = tiny_network.TinyNetwork(8, 2, genotypes.Structure.str2structure(str(arch)), 100).eval()
-    with torch.no_grad():
-        for name, tensor in ref.state_dict().items():
-            if "running_var" in name:
-                tensor.copy_(torch.rand_like(tensor) + 0.5)
-            elif tensor.is_floating_point():
-                tensor.copy_(torch.randn_like(tensor) * 0.3)
+    _randomize(ref)  # non-trivial BN statistics and affine parameters
     ours = NB201Net.from_reference_state_dict(arch, ref.state_dict()).eval()
     assert (ours.C, ours.N, ours.num_classes) == (8, 2, 100)
     x = torch.randn(3, 3, 32, 32)
@@ -160,3 +145,12 @@ def test_benchmark_trained_weights_load_into_nb201net():
         NB201Net.from_reference_state_dict("|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|", ref.state_dict())
     with pytest.raises(ValueError, match=r"no stem\.0\.weight"):
         NB201Net.from_reference_state_dict(arch, {})
+
+
+@torch.no_grad()
+def _randomize(net: torch.nn.Module) -> None:
+    for name, tensor in net.state_dict().items():
+        if "running_var" in name:
+            tensor.copy_(torch.rand_like(tensor) + 0.5)
+        elif tensor.is_floating_point():
+            tensor.copy_(torch.randn_like(tensor) * 0.3)
