@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import lzma
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -225,19 +226,22 @@ def load_ground_truth(path: str | Path | None = None) -> GroundTruth:
     return ShippedGroundTruth.load() if path is None else OfficialGroundTruth(path)
 
 
-def describe_arch(arch: Arch | str | int, ground_truth: GroundTruth | None = None) -> dict:
+def describe_arch(
+    arch: Arch | str | int, ground_truth: GroundTruth | None = None, datasets: Sequence[str] | None = None
+) -> dict:
     """Everything khnet knows about one arch, as plain JSON-ready values.
 
     Returns:
         ``arch`` (canonical string), ``index``, ``ops``, ``unique_key``, ``iso_class`` (the smallest index
         of its isomorphism class), ``iso_members`` (all indices of that class), ``cost`` (per dataset:
         ``mflops``, ``mparams`` in the benchmark's convention) and ``accuracy`` (per dataset and split:
-        percent after 200 and 12 epochs), plus ``source`` of the accuracies.
+        percent after 200 and 12 epochs; only ``datasets`` when given), plus ``source`` of the accuracies.
     """
     from khnet.space import isomorphism_classes
 
     arch = Arch.coerce(arch)
     gt = ground_truth if ground_truth is not None else ShippedGroundTruth.load()
+    wanted = None if datasets is None else {normalize_dataset(d) for d in datasets}  # an official file: fewer reads
     members = isomorphism_classes()[arch.unique_key]
     shapes = {"cifar10": (10, 32), "cifar100": (100, 32), "imagenet16-120": (120, 16)}
     accuracy = {
@@ -245,6 +249,7 @@ def describe_arch(arch: Arch | str | int, ground_truth: GroundTruth | None = Non
             f"{epochs}ep": round(gt.accuracy(arch, dataset, split, epochs), 4) for epochs in (200, 12)
         }
         for dataset, splits in SPLITS.items()
+        if wanted is None or dataset in wanted
         for split in splits
     }
     return {

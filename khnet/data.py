@@ -44,6 +44,7 @@ __all__ = [
     "SPLITS",
     "ArrayDataset",
     "DatasetInfo",
+    "benchmark_test_split",
     "dataset_info",
     "default_data_root",
     "default_num_workers",
@@ -53,7 +54,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "train+valid", "test")
+SPLITS = ("train", "valid", "train+valid", "test", "x-valid", "x-test")
+# The benchmark's halves of the test set (its "valid" and "test" numbers for CIFAR-100 and ImageNet16-120), from
+# the split files of the NAS-Bench-201 release (configs/nas-benchmark/*-test-split.txt), put beside the data.
+TEST_SPLIT_FILES = {"cifar100": "cifar100-test-split.txt", "imagenet16-120": "imagenet-16-120-test-split.txt"}
 _CIFAR10_STATS = ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7))
 _CIFAR100_STATS = ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4))
 _IMAGENET16_STATS = ((122.68, 116.66, 104.01), (63.22, 61.26, 65.09))
@@ -354,7 +358,8 @@ def load_dataset(
 
     Args:
         name: ``cifar10``, ``cifar100``, ``imagenet16-120``, ``cifar10-jpeg``, ``sample`` or ``imagefolder:PATH``.
-        split: ``train``, ``valid``, ``train+valid`` or ``test``.
+        split: ``train``, ``valid`` (held out of the training set), ``train+valid``, ``test``, or for CIFAR-100 and
+            ImageNet16-120 ``x-valid`` / ``x-test``: the benchmark's halves of the test set (``benchmark_test_split``).
         root: where datasets live or are downloaded to (default ``default_data_root()``).
         valid_fraction: share of the training images held out as ``valid`` (a seeded, class-blind draw).
         seed: seed of that draw; the same seed always gives the same split.
@@ -376,6 +381,11 @@ def load_dataset(
     augment = split in ("train", "train+valid") if augment is None else augment
     if split == "test":
         return ArrayDataset(test_x, test_y, info, augment)
+    if split in ("x-valid", "x-test"):
+        indices = benchmark_test_split(name, root)[split]
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(test_y)):
+            raise DataError(f"the {split} indices of {name}'s split file exceed its {len(test_y)} test images")
+        return ArrayDataset(test_x, test_y, info, augment).subset(indices, augment)
     full = ArrayDataset(train_x, train_y, info, augment)
     if split == "train+valid":
         return full
@@ -385,6 +395,42 @@ def load_dataset(
         raise DataUsageError("the valid split is empty: set valid_fraction > 0")
     chosen = np.sort(order[:n_valid] if split == "valid" else order[n_valid:])
     return full.subset(chosen, augment)
+
+
+def benchmark_test_split(name: str, root: str | Path | None = None) -> dict[str, np.ndarray]:
+    """The benchmark's division of the test set of ``name`` (``cifar100``, ``imagenet16-120``) into ``x-valid``
+    and ``x-test`` (indices into the test split), read from the release's split file (JSON of
+    ``{"xvalid": ["int", [...]], "xtest": ["int", [...]]}``) in ``root`` or ``root/name``.
+
+    Raises:
+        DataUsageError: a dataset the benchmark does not split, or the file is absent (says where to put it).
+        DataError: the file is not in that form.
+    """
+    import json
+
+    if name not in TEST_SPLIT_FILES:
+        raise DataUsageError(
+            f"x-valid / x-test are the benchmark's halves of the CIFAR-100 and ImageNet16-120 test sets; {name!r} "
+            "has none (use valid or test)"
+        )
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    filename = TEST_SPLIT_FILES[name]
+    for path in (root / filename, root / name / filename):
+        if path.is_file():
+            break
+    else:
+        raise DataUsageError(
+            f"{filename} not found in {root} or {root / name}: copy it there from the NAS-Bench-201 release "
+            "(configs/nas-benchmark/ of the AutoDL-Projects repository)"
+        )
+    try:
+        data = json.loads(path.read_text())
+        return {
+            split: np.asarray(data[key][1], dtype=np.int64)
+            for split, key in (("x-valid", "xvalid"), ("x-test", "xtest"))
+        }
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as err:
+        raise DataError(f"{path} is not a NAS-Bench-201 test-split file ({type(err).__name__}: {err})") from None
 
 
 def default_num_workers() -> int:

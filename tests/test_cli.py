@@ -84,3 +84,16 @@ def test_console_script_entry_point():
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["index"] == 0
+
+
+def test_space_dataset_filter(capsys):
+    assert main(["space", "6111", "--dataset", "CIFAR-100", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["accuracy"]) == [
+        "cifar100/valid",
+        "cifar100/test",
+        "cifar100/ori-test",
+    ]
+    assert (
+        main(["space", "6111", "--dataset", "mnist"]) == 2
+        and "unknown benchmark dataset 'mnist'" in capsys.readouterr().err
+    )

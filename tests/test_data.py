@@ -121,3 +121,33 @@ def test_cifar_from_local_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
     train = load_dataset("cifar10", "train+valid", root=tmp_path)
     assert len(train) == 10 and train.info.benchmark == "cifar10"
+
+
+def test_the_benchmarks_test_split_files_are_honoured(tmp_path, monkeypatch):
+    """x-valid / x-test are the halves of the CIFAR-100 test set listed in the release's split file, compared
+    with the benchmark's valid / test columns; without the file, a one-line error says where it goes."""
+    import json
+
+    import numpy as np
+
+    import khnet.data as data
+    from khnet.evaluate import benchmark_setting
+
+    test_x = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
+    fake = (test_x, np.arange(10) % 5, test_x, np.arange(10), data.dataset_info("cifar100"))
+    monkeypatch.setattr(data, "_read_source", lambda name, root, resolution: fake)
+    monkeypatch.setattr(data, "_CACHE", {})
+    with pytest.raises(data.DataUsageError, match=r"cifar100-test-split\.txt not found"):
+        data.load_dataset("cifar100", "x-valid", root=tmp_path)
+    split_file = tmp_path / "cifar100" / "cifar100-test-split.txt"
+    split_file.parent.mkdir()
+    split_file.write_text(json.dumps({"xvalid": ["int", [1, 3, 5, 7, 9]], "xtest": ["int", ["0", "2", "4", "6", "8"]]}))
+    valid, test = (data.load_dataset("cifar100", s, root=tmp_path) for s in ("x-valid", "x-test"))
+    assert valid.labels.tolist() == [1, 3, 5, 7, 9] and test.labels.tolist() == [0, 2, 4, 6, 8]
+    assert benchmark_setting("cifar100", "x-valid") == ("cifar100", "valid")
+    assert benchmark_setting("imagenet16-120", "x-test") == ("imagenet16-120", "test")
+    with pytest.raises(data.DataUsageError, match="has none"):
+        data.benchmark_test_split("cifar10", tmp_path)
+    split_file.write_text("{}")
+    with pytest.raises(data.DataError, match="not a NAS-Bench-201 test-split file"):
+        data.benchmark_test_split("cifar100", tmp_path)

@@ -35,7 +35,9 @@ def evaluate(
         int | None, typer.Option(min=1, max=15625, help="A seeded sample of N archs spread over the cost range.")
     ] = None,
     all_archs: Annotated[bool, typer.Option("--all", help="All 15,625 archs (6,466 evaluations).")] = False,
-    split: Annotated[str, typer.Option(help="valid (to select) or test (to report).")] = "test",
+    split: Annotated[
+        str, typer.Option(help="valid (to select), test (to report); x-valid / x-test: the benchmark's test halves.")
+    ] = "test",
     dataset: Annotated[str | None, typer.Option(help="Dataset (default: the one it was trained on).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 512,
@@ -89,11 +91,14 @@ def evaluate(
         )
         records = list(run)
     from khnet.data import dataset_info
+    from khnet.evaluate import benchmark_setting
 
     info = dataset_info(settings.dataset)
     summary = summarize(records, info.note, info.benchmark)
     summary["settings"] = settings.key()
     summary["split"] = settings.split
+    bench = benchmark_setting(info.benchmark, settings.split)
+    summary["benchmark_setting"] = f"{bench[0]} {bench[1]}" if bench else None  # what `benchmark` columns hold
     if os.environ.get("RANK", "0") == "0" and resolved.results_dir is not None:
         from khnet.checkpoint import write_json
 
@@ -124,7 +129,10 @@ def _print(records, summary) -> None:
         bench = f"{r.benchmark_accuracy:.2f}" if r.benchmark_accuracy is not None else "-"
         table.add_row(str(r.index), *([r.arch] if wide else []), f"{r.mflops:.2f}", f"{r.mparams:.4f}",
                       f"{r.accuracy:.2f}", bench, "yes" if r.reused else "")  # fmt: skip
-    caption = "accuracy = supernet subnet; benchmark = NAS-Bench-201 from scratch; khnet space INDEX shows an arch"
+    where = f" {summary['benchmark_setting']}" if summary.get("benchmark_setting") else ""
+    caption = (
+        f"accuracy = supernet subnet; benchmark = NAS-Bench-201{where}, from scratch; khnet space INDEX shows an arch"
+    )
     if len(shown) > 50:
         caption += f"; the best 50 of {len(shown)}, --json for all"
     table.caption = caption

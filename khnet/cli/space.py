@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from khnet.benchmark import describe_arch, load_ground_truth
+from khnet.benchmark import GroundTruthError, describe_arch, load_ground_truth, normalize_dataset
 from khnet.cli._common import BenchmarkFileOpt, JsonOpt, out_console, print_json
+from khnet.errors import UsageError
 
 __all__ = ["space"]
 
@@ -26,9 +27,20 @@ def space(
     arch: Annotated[str, typer.Argument(help="An NB201 arch string or a benchmark index (0..15624).")],
     json_output: JsonOpt = False,
     benchmark_file: BenchmarkFileOpt = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only these benchmark datasets' accuracies (cifar10, cifar10-valid, cifar100, imagenet16-120)."
+        ),
+    ] = None,
 ) -> None:
     """Show one architecture: canonical string, index, isomorphism class, costs and benchmark accuracies."""
-    info = describe_arch(arch, load_ground_truth(benchmark_file))
+    for name in dataset or []:
+        try:
+            normalize_dataset(name)
+        except GroundTruthError as err:
+            raise UsageError(str(err)) from None
+    info = describe_arch(arch, load_ground_truth(benchmark_file), dataset or None)
     if json_output:
         print_json(info)
         return
