@@ -356,3 +356,37 @@ def test_cli_sample_search_export_zoo(tmp_path, trained_run, capsys, monkeypatch
     assert main(["sample", "6111", "-s", str(trained_run), "--device", "tpu"]) == 2
     assert main(["zoo", "pull", "missing"]) == 1 and "no zoo entry" in capsys.readouterr().err
     assert main(["search", "-s", str(trained_run), "--max-flops", "fifty"]) == 2
+
+
+def test_push_keeps_a_readme_already_on_the_hub_and_names_the_library(tmp_path, supernet, monkeypatch):
+    """push_to_hub (with a stand-in HfApi): library_name/version on the client, the README left out when the
+    repository has one, sent with overwrite_card."""
+    import huggingface_hub
+
+    from khnet import __version__
+    from khnet.hub import push_to_hub
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, **kwargs):
+            calls.append(("init", kwargs))
+
+        def create_repo(self, repo_id, private, exist_ok):
+            calls.append(("create", repo_id))
+
+        def file_exists(self, repo_id, filename, revision=None):
+            return filename == "README.md"
+
+        def upload_folder(self, folder_path, repo_id, revision, allow_patterns):
+            calls.append(("upload", sorted(allow_patterns)))
+            return "https://huggingface.co/o/n/commit/1"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    save_pretrained(supernet, tmp_path / "hub")
+    assert push_to_hub(tmp_path / "hub", "o/n").endswith("/commit/1")
+    assert calls[0] == ("init", {"token": None, "library_name": "khnet", "library_version": __version__})
+    assert calls[-1] == ("upload", ["config.json", "model.safetensors", "training.json"])
+    push_to_hub(tmp_path / "hub", "o/n", overwrite_card=True)
+    assert "README.md" in calls[-1][1]
