@@ -214,13 +214,28 @@ def save_pretrained(
     directory = Path(directory)
     config = dict(config or {})
     training = shareable_training({k: v for k, v in config.items() if k not in ("model", *METADATA_KEYS)})
-    extra = {"input": config.get("input"), "khnet_version": __version__, **training}
+    input_spec = config.get("input") or _input_of((training.get("dataset") or {}).get("name"))
+    extra = {"input": input_spec, "khnet_version": __version__, **training}
     save_supernet(supernet, directory, extra=extra)
     readme = directory / "README.md"
     if overwrite_card or not readme.exists():
         card = model_card({**training, "model": supernet.config.to_dict()}, supernet.param_counts(), metrics)
         atomic_write(readme, lambda tmp: tmp.write_text(str(card)))
     return directory
+
+
+def _input_of(dataset: str | None) -> dict[str, Any] | None:
+    """Resolution and normalisation of a known dataset (folders of khnet 0.1.0 did not record them)."""
+    from khnet.data import dataset_info
+    from khnet.errors import DataUsageError
+
+    if not dataset:
+        return None
+    try:
+        info = dataset_info(dataset)
+    except DataUsageError:
+        return None
+    return {"resolution": info.resolution, "mean": list(info.mean), "std": list(info.std)}
 
 
 def push_to_hub(directory: str | Path, repo_id: str, private: bool = False, revision: str | None = None,

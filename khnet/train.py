@@ -504,8 +504,9 @@ def train_supernet(
 ) -> Iterator[StepEvent | EpochEvent | StoppedEvent]:
     """Train a supernet by Algorithm 1 into ``run_dir``, yielding an event per step and per epoch.
 
-    The run directory gets ``config.json``, ``metrics.csv`` (one row per step), ``model.safetensors`` (the
-    supernet with beta) and ``checkpoint.pt``, all written atomically at the end of every epoch and when
+    The run directory gets ``config.json`` (flat model config, input normalisation) and ``training.json``
+    (``khnet.files``), ``metrics.csv`` (one row per step), ``model.safetensors`` (the supernet with beta) and
+    ``checkpoint.pt``, all written atomically at the end of every epoch and when
     SIGINT/SIGTERM arrives (after the current step). ``resume=True`` continues from the checkpoint exactly.
 
     Args:

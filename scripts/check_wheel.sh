@@ -9,7 +9,7 @@ VENV=${1:-/tmp/khnet-wheel-venv}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 python3 -m venv "$WORK/build-env"
-"$WORK/build-env/bin/pip" install -q "setuptools>=69" wheel 2>&1 | grep -v "^WARNING: Location" || true
+"$WORK/build-env/bin/pip" install -q "setuptools>=77" wheel 2>&1 | grep -v "^WARNING: Location" || true
 "$WORK/build-env/bin/pip" wheel -q --no-deps --no-build-isolation -w "$WORK/dist" . 2>&1 | grep -v "^WARNING: Location" || true
 rm -rf build
 WHEEL=$(ls "$WORK"/dist/khnet-*.whl)
