@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from khnet.errors import UsageError
+from khnet.errors import ConfigError
 
 __all__ = ["GENERATORS", "METHODS", "RECIPES", "TEACHER_KERNELS", "ConfigError", "JsonConfig", "SupernetConfig"]
 
@@ -30,10 +30,6 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 _NON_INT_FIELDS = ("method", "generator", "residual_gain", "teacher_kernels")
-
-
-class ConfigError(UsageError, ValueError):
-    """An invalid configuration value."""
 
 
 class JsonConfig:

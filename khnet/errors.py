@@ -9,10 +9,14 @@ for any other ``KhnetError`` (missing or corrupt files and data, a device that i
 __all__ = [
     "ArchError",
     "CheckpointError",
+    "ConfigError",
     "DataError",
     "DataUsageError",
+    "ExportError",
+    "ExportFormatError",
     "GroundTruthError",
     "KhnetError",
+    "TrainingDiverged",
     "UsageError",
 ]
 
@@ -43,3 +47,19 @@ class GroundTruthError(KhnetError):
 
 class CheckpointError(KhnetError):
     """A missing, corrupt or mismatched supernet, checkpoint or zoo file."""
+
+
+class ConfigError(UsageError, ValueError):
+    """An invalid configuration value."""
+
+
+class ExportError(KhnetError):
+    """A network that cannot be written or read in the requested format."""
+
+
+class ExportFormatError(ExportError, UsageError):
+    """An output name whose suffix khnet cannot write (or that contradicts the options given)."""
+
+
+class TrainingDiverged(KhnetError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""

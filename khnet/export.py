@@ -23,7 +23,7 @@ import torch
 
 from khnet.checkpoint import atomic_write
 from khnet.data import DatasetInfo
-from khnet.errors import KhnetError, UsageError
+from khnet.errors import ExportError, ExportFormatError, UsageError
 from khnet.network import NB201Net, fold_bn
 from khnet.space import Arch
 
@@ -38,14 +38,6 @@ __all__ = [
 ]
 
 FORMATS = (".pt", ".pt2", ".safetensors", ".onnx")
-
-
-class ExportError(KhnetError):
-    """A network that cannot be written or read in the requested format."""
-
-
-class ExportFormatError(ExportError, UsageError):
-    """An output name whose suffix khnet cannot write (or that contradicts the options given)."""
 
 
 def network_config(net: NB201Net, info: DatasetInfo | None = None, folded: bool = False) -> dict[str, Any]:
@@ -218,7 +210,6 @@ def bake_subnet(
         UsageError: ``dataset`` has another number of classes than the supernet (it is not its data).
     """
     from khnet.data import load_dataset
-    from khnet.errors import UsageError
     from khnet.evaluate import EvalSettings, calibration_images, recalibrate_bn
 
     info = load_dataset(dataset, "test", root=data_dir).info

@@ -24,8 +24,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from khnet.config import ConfigError, SupernetConfig
-from khnet.errors import CheckpointError
+from khnet.config import SupernetConfig
+from khnet.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     import torch

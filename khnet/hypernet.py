@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from khnet.config import SupernetConfig
-from khnet.space import NUM_EDGES, OP_NAMES, Arch
+from khnet.space import CONV_OPS, NUM_EDGES, OP_NAMES, Arch
 
 __all__ = [
     "ArchFeatures",
@@ -41,11 +41,10 @@ __all__ = [
     "arch_encoding",
     "build_kernel_source",
     "conv_groups",
+    "group_name",
     "kernel_spectra",
     "standard_conv_variance",
 ]
-
-CONV_OPS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 
 
 def arch_encoding(arch: Arch) -> torch.Tensor:
@@ -86,10 +85,15 @@ class ConvGroup:
         return (self.chs, self.chs, self.kernel_size, self.kernel_size)
 
 
+def group_name(stage: int, op: str) -> str:
+    """The name of the group of ``op``'s generated convs in ``stage``: ``s{stage}_k{kernel size}``."""
+    return f"s{stage}_k{CONV_OPS[op]}"
+
+
 def conv_groups(config: SupernetConfig) -> list[ConvGroup]:
     """The six groups of generated convs (3 stages x 2 kernel sizes)."""
     return [
-        ConvGroup(f"s{stage}_k{k}", stage, op, k, config.channels << stage, config.cells_per_stage * NUM_EDGES)
+        ConvGroup(group_name(stage, op), stage, op, k, config.channels << stage, config.cells_per_stage * NUM_EDGES)
         for stage in range(3)
         for op, k in CONV_OPS.items()
     ]

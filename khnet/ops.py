@@ -31,6 +31,16 @@ class ReLUConvBN(nn.Module):
             nn.BatchNorm2d(out_chs, affine=True, track_running_stats=True),
         )
 
+    @property
+    def conv(self) -> nn.Conv2d:
+        """The convolution (``op.1``)."""
+        return self.op[1]
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        """The BatchNorm after it (``op.2``)."""
+        return self.op[2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)  # (B, out_chs, H/stride, W/stride)
 

@@ -22,6 +22,7 @@ from importlib import resources
 from khnet.errors import ArchError
 
 __all__ = [
+    "CONV_OPS",
     "EDGES",
     "NUM_ARCHS",
     "NUM_EDGES",
@@ -41,7 +42,7 @@ NUM_EDGES = len(EDGES)  # 6
 NUM_ARCHS = len(OP_NAMES) ** NUM_EDGES  # 15,625
 _OP_ID = {name: k for k, name in enumerate(OP_NAMES)}
 _FORMAT_HINT = "expected '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|' with ops from " + ", ".join(OP_NAMES)
-_CONV_KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+CONV_OPS: dict[str, int] = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}  # the conv ops and their kernel sizes
 
 
 def edge_index(to_node: int, from_node: int) -> int:
@@ -300,12 +301,12 @@ class Arch:
                 raise ArchError(f"{name}={value!r} must be a positive int")
         if resolution % 4:
             raise ArchError(f"resolution={resolution} must be a multiple of 4 (two stride-2 reductions)")
-        n_conv = {name: self.count(name) for name in _CONV_KERNEL}
+        n_conv = {name: self.count(name) for name in CONV_OPS}
         flops = 3 * C * 9 * resolution**2  # stem conv
         params = 3 * C * 9 + 2 * C  # stem conv + BN
         for stage in range(3):
             chs, pixels = C << stage, (resolution >> stage) ** 2
-            for name, k in _CONV_KERNEL.items():
+            for name, k in CONV_OPS.items():
                 flops += N * n_conv[name] * chs * chs * k * k * pixels
                 params += N * n_conv[name] * (chs * chs * k * k + 2 * chs)
             if stage < 2:  # residual reduction block to the next stage

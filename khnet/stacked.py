@@ -41,14 +41,14 @@ def _stacked_bn(norms: Sequence[nn.BatchNorm2d | None], chs: int, like: torch.Te
 
 def _stacked_conv_bn(ops: Sequence[ReLUConvBN], like: torch.Tensor) -> nn.Sequential:
     """ReLU -> grouped conv -> BatchNorm from G ``ReLUConvBN``s of the same shape."""
-    first = ops[0].op[1]
+    first = ops[0].conv
     conv = nn.Conv2d(
         first.in_channels * len(ops), first.out_channels * len(ops), first.kernel_size, first.stride, first.padding,
         groups=len(ops), bias=False,
     ).to(like)  # fmt: skip
     with torch.no_grad():
-        conv.weight.copy_(torch.cat([op.op[1].weight for op in ops]))
-    return nn.Sequential(nn.ReLU(), conv, _stacked_bn([op.op[2] for op in ops], first.out_channels, like))
+        conv.weight.copy_(torch.cat([op.conv.weight for op in ops]))
+    return nn.Sequential(nn.ReLU(), conv, _stacked_bn([op.bn for op in ops], first.out_channels, like))
 
 
 class _StackedReduction(nn.Module):
@@ -83,11 +83,11 @@ class _StackedEdge(nn.Module):
                 conv.weight.zero_()
                 for g, (op, layer) in enumerate(zip(ops, layers, strict=True)):
                     if op in ("nor_conv_1x1", "nor_conv_3x3"):
-                        k = layer.op[1].weight  # (C, C, k, k), placed at the centre of the stacked kernel
+                        k = layer.conv.weight  # (C, C, k, k), placed at the centre of the stacked kernel
                         pad = (size - k.shape[-1]) // 2
                         conv.weight[g * chs : (g + 1) * chs, :, pad : pad + k.shape[-1], pad : pad + k.shape[-1]] = k
             norms = [
-                layer.op[2] if op in ("nor_conv_1x1", "nor_conv_3x3") else None
+                layer.bn if op in ("nor_conv_1x1", "nor_conv_3x3") else None
                 for op, layer in zip(ops, layers, strict=True)
             ]
             self.conv = nn.Sequential(nn.ReLU(), conv, _stacked_bn(norms, chs, like))

@@ -32,10 +32,10 @@ from khnet.files import (
     read_model_config,
     write_supernet_files,
 )
-from khnet.hypernet import CONV_OPS, arch_encoding, build_kernel_source
+from khnet.hypernet import arch_encoding, build_kernel_source, group_name
 from khnet.network import NB201Net, stage_layout
 from khnet.ops import ReductionBlock, avg_pool_3x3
-from khnet.space import EDGES, NUM_EDGES, NUM_NODES, OP_NAMES, Arch
+from khnet.space import CONV_OPS, EDGES, NUM_EDGES, NUM_NODES, OP_NAMES, Arch
 
 __all__ = ["SuperCell", "SuperEdge", "SuperNet"]
 
@@ -130,12 +130,12 @@ def _path_plan(arch: Arch, cells_per_stage: int) -> tuple[dict[str, list[int]], 
     """Layers to generate per group for ``arch``, and for each (cell in stage, edge) its row in that group."""
     layers: dict[str, list[int]] = {}
     rows = [[-1] * NUM_EDGES for _ in range(cells_per_stage)]
-    for op, k in CONV_OPS.items():
+    for op in CONV_OPS:
         edges = [e for e in range(NUM_EDGES) if arch.ops[e] == op]
         if not edges:
             continue
         for stage in range(3):
-            layers[f"s{stage}_k{k}"] = [c * NUM_EDGES + e for c in range(cells_per_stage) for e in edges]
+            layers[group_name(stage, op)] = [c * NUM_EDGES + e for c in range(cells_per_stage) for e in edges]
         for c in range(cells_per_stage):
             for r, e in enumerate(edges):
                 rows[c][e] = c * len(edges) + r
@@ -244,7 +244,7 @@ class SuperNet(
             stage, c = slot
             out.append(
                 [
-                    generated[f"s{stage}_k{CONV_OPS[op]}"][rows[c][e]] if op in CONV_OPS else None
+                    generated[group_name(stage, op)][rows[c][e]] if op in CONV_OPS else None
                     for e, op in enumerate(arch.ops)
                 ]
             )
@@ -275,9 +275,9 @@ class SuperNet(
                 continue
             stage, c = slot
             kernels = {
-                (e, op): generated[f"s{stage}_k{k}"][c * NUM_EDGES + e]
+                (e, op): generated[group_name(stage, op)][c * NUM_EDGES + e]
                 for e in range(NUM_EDGES)
-                for op, k in CONV_OPS.items()
+                for op in CONV_OPS
             }
             x = cell.forward_mixed(x, op_weights, kernels)
         return self.classifier(self.global_pooling(self.lastact(x)).flatten(1))
@@ -294,21 +294,18 @@ class SuperNet(
         cfg = self.config
         net = NB201Net(arch, num_classes=cfg.num_classes, C=cfg.channels, N=cfg.cells_per_stage)
         net.to(device=self.beta.device, dtype=self.beta.dtype)
-        shared = {k: v for k, v in self.state_dict().items() if k.split(".")[0] in ("stem", "lastact", "classifier")}
-        for i, slot in enumerate(self.cell_stage):
-            if slot is None:
-                shared.update({f"cells.{i}.{k}": v for k, v in self.cells[i].state_dict().items()})
-        kernels = iter(self.path_kernels(arch, warmup))
-        for i, slot in enumerate(self.cell_stage):
-            if slot is None:
-                continue
-            for e, (op, kernel) in enumerate(zip(arch.ops, next(kernels), strict=True)):
-                if kernel is None:
+        with torch.no_grad():  # module to module: the skeleton is shared, each conv edge gets its kernel and BN
+            for name in ("stem", "lastact", "classifier"):
+                getattr(net, name).load_state_dict(getattr(self, name).state_dict())
+            kernels = iter(self.path_kernels(arch, warmup))
+            for own, cell, slot in zip(self.cells, net.cells, self.cell_stage, strict=True):
+                if slot is None:  # a reduction block
+                    cell.load_state_dict(own.state_dict())
                     continue
-                shared[f"cells.{i}.layers.{e}.op.1.weight"] = kernel
-                for k, v in self.cells[i].edges[e].bn[op].state_dict().items():
-                    shared[f"cells.{i}.layers.{e}.op.2.{k}"] = v
-        net.load_state_dict(shared, strict=True)
+                for edge, layer, op, kernel in zip(own.edges, cell.layers, arch.ops, next(kernels), strict=True):
+                    if kernel is not None:
+                        layer.conv.weight.copy_(kernel)
+                        layer.bn.load_state_dict(edge.bn[op].state_dict())
         return net.train(self.training)
 
     def param_counts(self) -> dict[str, int]:

@@ -45,10 +45,10 @@ from khnet.checkpoint import (
     state_hash,
     write_json,
 )
-from khnet.config import ConfigError, JsonConfig, SupernetConfig
+from khnet.config import JsonConfig, SupernetConfig
 from khnet.data import default_num_workers, load_dataset
 from khnet.distributed import init_from_env, local_rank
-from khnet.errors import KhnetError, UsageError
+from khnet.errors import ConfigError, KhnetError, TrainingDiverged, UsageError
 from khnet.files import METADATA_KEYS
 from khnet.runtime import resolve_device
 from khnet.samplers import SAMPLERS, draw_archs
@@ -69,10 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.csv"
 METRIC_FIELDS = ("epoch", "step", "global_step", "lr", "loss_teacher", "loss_subnets", "acc_teacher", "images_per_s")
-
-
-class TrainingDiverged(KhnetError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass

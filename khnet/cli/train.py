@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from khnet.cli._common import JsonOpt, err_console, out_console, print_json
-from khnet.config import RECIPES, ConfigError, SupernetConfig
-from khnet.errors import UsageError
+from khnet.config import RECIPES, SupernetConfig
+from khnet.errors import ConfigError, UsageError
 
 __all__ = ["train"]
 
