@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from khnet.config import SupernetConfig
-from khnet.evaluate import _accuracy, recalibrate_bn, stratified_sample
+from khnet.evaluate import measure_accuracy, recalibrate_bn, stratified_sample
 from khnet.network import NB201Net, fold_bn
 from khnet.space import Arch, isomorphism_classes
 from khnet.supernet import SuperNet
@@ -59,14 +59,14 @@ def main() -> None:
     for arch in archs:
         index = arch.index
         plain = NB201Net(arch).to(device, memory_format=fmt).eval()
-        _accuracy(plain, images[:1024], labels[:1024], args.batch)  # warm-up
-        t_plain, _ = clock(lambda: (_accuracy(plain, images, labels, args.batch), sync()))  # noqa: B023
+        measure_accuracy(plain, images[:1024], labels[:1024], args.batch)  # warm-up
+        t_plain, _ = clock(lambda: (measure_accuracy(plain, images, labels, args.batch), sync()))  # noqa: B023
         t_bake, net = clock(lambda: supernet.subnet(arch).to(memory_format=fmt))  # noqa: B023
         t_recal, _ = clock(lambda: (recalibrate_bn(net, calib, args.calib_images), sync()))  # noqa: B023
         net.eval()
-        t_test, _ = clock(lambda: (_accuracy(net, images, labels, args.batch), sync()))  # noqa: B023
+        t_test, _ = clock(lambda: (measure_accuracy(net, images, labels, args.batch), sync()))  # noqa: B023
         t_fold, folded = clock(lambda: fold_bn(net))  # noqa: B023
-        t_test_folded, _ = clock(lambda: (_accuracy(folded, images, labels, args.batch), sync()))  # noqa: B023
+        t_test_folded, _ = clock(lambda: (measure_accuracy(folded, images, labels, args.batch), sync()))  # noqa: B023
         total = t_bake + t_recal + t_test
         rows[index] = {
             "arch": str(arch), "mflops": round(arch.cost().mflops, 2),

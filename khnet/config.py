@@ -10,7 +10,16 @@ from typing import Any
 
 from khnet.errors import ConfigError
 
-__all__ = ["GENERATORS", "METHODS", "RECIPES", "TEACHER_KERNELS", "ConfigError", "JsonConfig", "SupernetConfig"]
+__all__ = [
+    "GENERATORS",
+    "METHODS",
+    "RECIPES",
+    "TEACHER_KERNELS",
+    "ConfigError",
+    "EvalSettings",
+    "JsonConfig",
+    "SupernetConfig",
+]
 
 METHODS = ("kshot-hypernet", "kshot", "weight-sharing")
 GENERATORS = ("residual", "paper", "paper-rank7")
@@ -150,3 +159,36 @@ class SupernetConfig(JsonConfig):
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a JSON object of config keys")
         return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation measures; two evaluations are interchangeable when these are equal.
+
+    Attributes:
+        dataset: dataset name for ``load_dataset``.
+        split: ``valid`` (held out from training; use it to select) or ``test``.
+        test_images: evaluate on a seeded subset of this many images (None: the whole split).
+        calib_images: images for BatchNorm recalibration (the paper: 2,048), from the training split.
+        calib_seed: seed of the recalibration subset (and of the ``test_images`` subset).
+        valid_fraction, split_seed: how the valid split was carved (as in training).
+        batch_size: images per forward pass.
+        data_dir: where datasets live.
+    """
+
+    dataset: str = "sample"
+    split: str = "test"
+    test_images: int | None = None
+    calib_images: int = 2048
+    calib_seed: int = 0
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    batch_size: int = 512
+    data_dir: str | None = None
+
+    def key(self) -> str:
+        """The settings that change results (batch size and location do not)."""
+        return (
+            f"{self.dataset}|{self.split}|{self.test_images}|{self.calib_images}|{self.calib_seed}|"
+            f"{self.valid_fraction}|{self.split_seed}"
+        )

@@ -10,16 +10,11 @@ Under ``torchrun`` each rank evaluates its share of the classes into its own fil
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import os
-import random
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from khnet.batchnorm import fold_bn, recalibrate_bn
 from khnet.benchmark import BASELINE, ShippedGroundTruth
-from khnet.checkpoint import atomic_write, state_hash
+from khnet.config import EvalSettings
 from khnet.data import ArrayDataset, dataset_info, load_dataset
 from khnet.distributed import init_from_env
 from khnet.errors import KhnetError, UsageError
+from khnet.files import state_hash
 from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
-from khnet.network import fold_bn
-from khnet.space import NUM_ARCHS, Arch, isomorphism_classes
+from khnet.results import ResultsLock, ResultsWriter, read_result_rows, read_results, write_results_table
+from khnet.space import Arch, isomorphism_classes, stratified_sample
 from khnet.stacked import StackedNets
 
 __all__ = [
@@ -43,9 +40,11 @@ __all__ = [
     "auto_subnets_per_pass",
     "benchmark_setting",
     "calibration_images",
+    "eval_data",
     "evaluate_archs",
     "evaluate_subnet",
     "evaluate_subnets",
+    "measure_accuracy",
     "read_result_rows",
     "read_results",
     "recalibrate_bn",
@@ -57,123 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------- BatchNorm recalibration
-@torch.no_grad()
-def recalibrate_bn(
-    net: nn.Module, data: torch.Tensor | Iterable, num_images: int = 2048, batch_size: int | None = None
-) -> int:
-    """Reset every BatchNorm's running statistics to the exact mean and (unbiased) variance of its inputs
-    over ``num_images`` images: a cumulative average over the whole subset, not an EMA.
-
-    BatchNorms run in train mode (batch statistics) while the statistics are gathered, with no gradients;
-    the network's train/eval mode is restored afterwards. When one batch holds the whole subset (the
-    default for a tensor), the BatchNorms' own batch statistics are the answer (momentum 1); otherwise
-    per-batch moments are gathered by hooks and merged exactly.
-
-    Args:
-        net: any module with BatchNorm layers.
-        data: a tensor of normalised images (N, 3, H, W), or an iterable of ``(images, labels)`` batches;
-            pass un-augmented images.
-        num_images: how many images to use (the first ones of ``data``).
-        batch_size: batch size when ``data`` is a tensor (default: all ``num_images`` in one batch).
-
-    Returns:
-        The number of images used.
-    """
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    device = next(net.parameters()).device
-    was_training = net.training
-    saved_momentum = [m.momentum for m in norms]
-    if torch.is_tensor(data) and (batch_size is None or batch_size >= min(num_images, len(data))):
-        x = data[:num_images].to(device)
-        try:
-            for m in norms:
-                m.reset_running_stats()
-                m.momentum = 1.0  # running statistics := this batch's (unbiased variance)
-            net.train()
-            net(x)
-        finally:
-            for m, momentum in zip(norms, saved_momentum, strict=True):
-                m.momentum = momentum
-            net.train(was_training)
-        return len(x)
-
-    moments: dict[nn.Module, tuple[torch.Tensor, torch.Tensor, int]] = {}
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        x = inputs[0].detach()
-        var, mean = torch.var_mean(x, dim=[d for d in range(x.dim()) if d != 1], unbiased=False)
-        n = x.numel() // x.shape[1]
-        if module not in moments:
-            moments[module] = (mean.double(), var.double() * n, n)
-            return
-        m0, m2, n0 = moments[module]  # merge (Chan et al.): exact mean and sum of squared deviations
-        delta = mean.double() - m0
-        total = n0 + n
-        moments[module] = (m0 + delta * n / total, m2 + var.double() * n + delta.square() * n0 * n / total, total)
-
-    handles = [m.register_forward_pre_hook(hook) for m in norms]
-    used = 0
-    try:
-        net.train()
-        step = batch_size or 256
-        batches = (data[i : i + step] for i in range(0, len(data), step)) if torch.is_tensor(data) else data
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            x = x[: num_images - used].to(device)
-            if len(x) == 0:
-                break
-            net(x)
-            used += len(x)
-            if used >= num_images:
-                break
-    finally:
-        for handle in handles:
-            handle.remove()
-        net.train(was_training)
-    for module in norms:
-        if module in moments:
-            mean, m2, n = moments[module]
-            module.running_mean.copy_(mean.to(module.running_mean.dtype))
-            module.running_var.copy_((m2 / max(1, n - 1)).to(module.running_var.dtype))
-            module.num_batches_tracked.fill_(1)
-    return used
-
-
 # ---------------------------------------------------------------- settings, data, benchmark matching
-@dataclass(frozen=True)
-class EvalSettings:
-    """What an evaluation measures; two evaluations are interchangeable when these are equal.
-
-    Attributes:
-        dataset: dataset name for ``load_dataset``.
-        split: ``valid`` (held out from training; use it to select) or ``test``.
-        test_images: evaluate on a seeded subset of this many images (None: the whole split).
-        calib_images: images for BatchNorm recalibration (the paper: 2,048), from the training split.
-        calib_seed: seed of the recalibration subset (and of the ``test_images`` subset).
-        valid_fraction, split_seed: how the valid split was carved (as in training).
-        batch_size: images per forward pass.
-        data_dir: where datasets live.
-    """
-
-    dataset: str = "sample"
-    split: str = "test"
-    test_images: int | None = None
-    calib_images: int = 2048
-    calib_seed: int = 0
-    valid_fraction: float = 0.1
-    split_seed: int = 0
-    batch_size: int = 512
-    data_dir: str | None = None
-
-    def key(self) -> str:
-        """The settings that change results (batch size and location do not)."""
-        return (
-            f"{self.dataset}|{self.split}|{self.test_images}|{self.calib_images}|{self.calib_seed}|"
-            f"{self.valid_fraction}|{self.split_seed}"
-        )
-
-
 def _normalised(dataset: ArrayDataset) -> torch.Tensor:
     images = dataset.images.float()
     return (images - dataset.mean) / dataset.std  # (N, 3, H, W)
@@ -191,7 +74,8 @@ def calibration_images(settings: EvalSettings) -> torch.Tensor:
     return _normalised(train.subset(order[: settings.calib_images].numpy(), augment=False))
 
 
-def _eval_data(settings: EvalSettings) -> tuple[torch.Tensor, torch.Tensor, ArrayDataset]:
+def eval_data(settings: EvalSettings) -> tuple[torch.Tensor, torch.Tensor, ArrayDataset]:
+    """The (normalised) images, labels and dataset of the split ``settings`` evaluate on."""
     if settings.split not in ("valid", "test", "x-valid", "x-test"):
         raise UsageError(
             f"split {settings.split!r}: evaluate on valid (to select) or test (to report), or x-valid / x-test (the "
@@ -256,134 +140,12 @@ class EvalRecord:
         return asdict(self)
 
 
-RESULT_FIELDS = ("settings", "iso_class", "accuracy", "loss", "seconds", "images", "calib_images", "time")
-
-
-def _results_files(results_dir: Path, model_hash: str) -> list[Path]:
-    """Result files of one supernet in a folder: the writable ``eval-<hash>[-r<rank>].csv`` and shipped,
-    read-only ``eval-<hash>.csv.gz`` tables (a zoo entry's whole-space evaluation)."""
-    return sorted(results_dir.glob(f"eval-{model_hash}*.csv")) + sorted(results_dir.glob(f"eval-{model_hash}*.csv.gz"))
-
-
-def _read_text(path: Path) -> str:
-    if path.suffix == ".gz":
-        import gzip
-
-        return gzip.decompress(path.read_bytes()).decode()
-    return path.read_text()
-
-
-def read_result_rows(results_dir: str | Path, model_hash: str) -> list[dict[str, str]]:
-    """Every complete stored row of one supernet in a folder (all settings), as dicts of strings."""
-    rows = []
-    for path in _results_files(Path(results_dir), model_hash):
-        rows += [r for r in csv.DictReader(io.StringIO(_read_text(path))) if r.get("time")]
-    return rows
-
-
-def write_results_table(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write result rows as a shipped, read-only table (``eval-<hash>.csv.gz``): one row per (settings,
-    class), sorted, gzipped with a fixed timestamp so that the same results give the same bytes."""
-    import gzip
-
-    unique = {(r["settings"], int(r["iso_class"])): r for r in rows}
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=RESULT_FIELDS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(unique[k] for k in sorted(unique))
-    atomic_write(path, lambda tmp: tmp.write_bytes(gzip.compress(out.getvalue().encode(), mtime=0)))
-    return Path(path)
-
-
-def read_results(
-    results_dir: str | Path | Sequence[str | Path], model_hash: str, settings: EvalSettings
-) -> dict[int, dict[str, float]]:
-    """Stored results for this supernet and settings: iso class -> {accuracy, loss, seconds}.
-
-    ``results_dir`` may be one folder or several (e.g. a zoo entry's shipped table, then the user's cache);
-    later folders win on a class they share. Partial lines (a run killed mid-write) are ignored.
-    """
-    found: dict[int, dict[str, float]] = {}
-    key = settings.key()
-    folders = [results_dir] if isinstance(results_dir, (str, Path)) else list(results_dir)
-    for folder in folders:
-        for row in read_result_rows(folder, model_hash):
-            try:
-                if row["settings"] == key:
-                    found[int(row["iso_class"])] = {k: float(row[k]) for k in ("accuracy", "loss", "seconds")}
-            except (KeyError, TypeError, ValueError):
-                continue
-    return found
-
-
-class _ResultsLock:
-    """An exclusive advisory lock (``flock``) on ``eval-<hash>[-r<rank>].lock`` beside the results file, held
-    while results are written: a second evaluation of the same supernet into the same folder says it waits,
-    then reuses what the first one stored instead of evaluating every arch again."""
-
-    def __init__(self, results_dir: Path, model_hash: str, rank: int) -> None:
-        import fcntl
-
-        name = f"eval-{model_hash}.lock" if rank == 0 else f"eval-{model_hash}-r{rank}.lock"
-        try:
-            results_dir.mkdir(parents=True, exist_ok=True)
-            self.file = (results_dir / name).open("a+")
-        except OSError as err:
-            raise KhnetError(f"results folder {results_dir} cannot be written to ({err.strerror}); "
-                             "choose a writable one (e.g. set KHNET_RESULTS)") from None  # fmt: skip
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("another evaluation is writing %s; waiting for it to finish", results_dir / name)
-            fcntl.flock(self.file, fcntl.LOCK_EX)
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"{os.getpid()}\n")
-        self.file.flush()
-
-    def release(self) -> None:
-        import fcntl
-
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
-
-
-class _ResultsWriter:
-    """Appends rows to ``eval-<hash>[-r<rank>].csv``; each line is written whole and fsynced."""
-
-    def __init__(self, results_dir: Path, model_hash: str, rank: int) -> None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        self.path = results_dir / (f"eval-{model_hash}.csv" if rank == 0 else f"eval-{model_hash}-r{rank}.csv")
-        if self.path.is_file():
-            text = self.path.read_text()
-            if text and not text.endswith("\n"):  # a line cut by a kill: drop it
-                self.path.write_text(text[: text.rfind("\n") + 1])
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            self.path.write_text(",".join(RESULT_FIELDS) + "\n")
-
-    def append(self, row: dict[str, Any]) -> None:
-        out = io.StringIO()
-        csv.DictWriter(out, fieldnames=RESULT_FIELDS, lineterminator="\n").writerow(row)
-        with self.path.open("a") as f:
-            f.write(out.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-
-
 # ---------------------------------------------------------------- evaluation
-def stratified_sample(n: int, seed: int = 0) -> list[Arch]:
-    """``n`` distinct archs spread over the cost range: the space sorted by MFLOPs is cut into ``n`` equal
-    strata and one arch is drawn from each (seeded). Includes degenerate archs where they fall."""
-    if not 1 <= n <= NUM_ARCHS:
-        raise UsageError(f"--sample {n}: choose 1..{NUM_ARCHS}")
-    rng = random.Random(seed)
-    archs = sorted(Arch.all(), key=lambda a: (a.cost().mflops, a.index))
-    bounds = [round(i * NUM_ARCHS / n) for i in range(n + 1)]
-    return [archs[rng.randrange(lo, hi)] for lo, hi in pairwise(bounds)]
-
-
 @torch.inference_mode()
-def _accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def measure_accuracy(
+    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> tuple[float, float]:
+    """Accuracy (percent) and mean cross-entropy of ``net`` (as it is: set eval mode first) on ``images``."""
     device = next(net.parameters()).device
     correct, loss = 0, 0.0
     for i in range(0, len(images), batch_size):
@@ -409,7 +171,7 @@ def evaluate_subnet(
     channels_last = calib.dim() == 4 and calib.is_contiguous(memory_format=torch.channels_last)
     net = supernet.subnet(arch).to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     recalibrate_bn(net, calib, len(calib))
-    return _accuracy(fold_bn(net.eval()), images, labels, batch_size)
+    return measure_accuracy(fold_bn(net.eval()), images, labels, batch_size)
 
 
 def auto_subnets_per_pass(device: torch.device) -> int:
@@ -500,7 +262,7 @@ def evaluate_archs(
     todo = [c for c in wanted if c not in done]
     lock = None
     if todo and results_dir is not None:  # one writer per results file; a second eval waits, then reuses
-        lock = _ResultsLock(Path(results_dir), model_hash, rank)
+        lock = ResultsLock(Path(results_dir), model_hash, rank)
         done = read_results(stores, model_hash, settings)
         todo = [c for c in wanted if c not in done]
     mine = todo[rank::world]
@@ -508,11 +270,11 @@ def evaluate_archs(
     was_training = supernet.training
     supernet.eval()
     try:
-        writer = _ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
+        writer = ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if mine:
             calib = calibration_images(settings).contiguous(memory_format=memory_format)
-            images, labels, _ = _eval_data(settings)
+            images, labels, _ = eval_data(settings)
             images = images.contiguous(memory_format=memory_format)
         group = subnets_per_pass or auto_subnets_per_pass(param.device if param is not None else torch.device("cpu"))
         for first in range(0, len(mine), group):

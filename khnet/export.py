@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
+from khnet.batchnorm import fold_bn
 from khnet.checkpoint import atomic_write
 from khnet.data import DatasetInfo
 from khnet.errors import ExportError, ExportFormatError, UsageError
-from khnet.network import NB201Net, fold_bn
+from khnet.network import NB201Net
 from khnet.space import Arch
 
 __all__ = [
@@ -209,8 +210,10 @@ def bake_subnet(
     Raises:
         UsageError: ``dataset`` has another number of classes than the supernet (it is not its data).
     """
+    from khnet.batchnorm import recalibrate_bn
+    from khnet.config import EvalSettings
     from khnet.data import load_dataset
-    from khnet.evaluate import EvalSettings, calibration_images, recalibrate_bn
+    from khnet.evaluate import calibration_images
 
     info = load_dataset(dataset, "test", root=data_dir).info
     if info.num_classes != supernet.config.num_classes:

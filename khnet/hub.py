@@ -80,7 +80,7 @@ class ResolvedSupernet:
         shipped table, the table's settings wherever the caller gives none, so that the table answers (on
         ``valid``: its validation subset, recalibration images and seed; on ``test``: its recalibration on the
         whole test set), else the defaults (the whole split, 2,048 recalibration images, seed 0)."""
-        from khnet.evaluate import EvalSettings
+        from khnet.config import EvalSettings
 
         table = dict(self.zoo.table.get("settings", {})) if self.zoo else {}
         if split != "valid":  # the table's test rows: its recalibration, on the whole test set

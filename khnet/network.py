@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from khnet.batchnorm import fold_bn
 from khnet.ops import ReductionBlock, build_op
 from khnet.space import EDGES, NUM_NODES, Arch
 
@@ -121,35 +122,3 @@ class NB201Net(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch}, num_classes={self.num_classes}, C={self.C}, N={self.N}"
-
-
-@torch.no_grad()
-def fold_bn(net: NB201Net) -> NB201Net:
-    """A copy of ``net`` for inference with every BatchNorm that follows a conv folded into that conv.
-
-    The conv gets ``weight * gamma / sqrt(var + eps)`` and a bias ``beta - mean * gamma / sqrt(var + eps)``;
-    the BatchNorm becomes an identity. ``lastact``'s BatchNorm follows a sum, not a conv, and stays. Uses the
-    running statistics, so the result equals ``net`` in eval mode (up to float rounding).
-    """
-    import copy
-
-    folded = copy.deepcopy(net).eval()
-    pairs = []
-    for module in folded.modules():
-        if isinstance(module, nn.Sequential):
-            children = list(module.children())
-            for i in range(len(children) - 1):
-                if isinstance(children[i], nn.Conv2d) and isinstance(children[i + 1], nn.BatchNorm2d):
-                    pairs.append((module, i))
-    for seq, i in pairs:
-        conv, bn = seq[i], seq[i + 1]
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
-        fused = nn.Conv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-            conv.groups, bias=True,
-        ).to(conv.weight)  # fmt: skip
-        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
-        seq[i], seq[i + 1] = fused, nn.Identity()
-    return folded

@@ -25,7 +25,7 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
         text = "cuda" if torch.cuda.is_available() else "cpu"
     if text == "cuda":
         text = f"cuda:{local_rank}"
-    if text != "cpu" and not (text.startswith("cuda:") and text[5:].isdigit()):
+    if text != "cpu" and not (text.startswith("cuda:") and text[5:].isascii() and text[5:].isdigit()):
         raise UsageError(f"device {str(name)!r} is not one khnet runs on; use auto, cpu, cuda or cuda:N")
     if text.startswith("cuda"):
         if not torch.cuda.is_available():

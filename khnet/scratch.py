@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from khnet.data import load_dataset
-from khnet.evaluate import EvalSettings, _accuracy, _eval_data
+from khnet.evaluate import EvalSettings, eval_data, measure_accuracy
 from khnet.network import NB201Net
 from khnet.runtime import resolve_device
 from khnet.space import Arch
@@ -105,8 +105,8 @@ def train_from_scratch(
     for split in ("valid", "test"):
         settings = EvalSettings(dataset=config.dataset, split=split, valid_fraction=config.valid_fraction,
                                 split_seed=config.seed, data_dir=config.data_dir)  # fmt: skip
-        images, labels, _ = _eval_data(settings)
-        accuracy[split] = _accuracy(net, images.to(memory_format=memory_format), labels, settings.batch_size)[0]
+        images, labels, _ = eval_data(settings)
+        accuracy[split] = measure_accuracy(net, images.to(memory_format=memory_format), labels, settings.batch_size)[0]
     return ScratchResult(
         index=arch.index, arch=str(arch), epochs=config.epochs, valid_accuracy=accuracy["valid"],
         test_accuracy=accuracy["test"], train_loss=loss_sum / max(1, seen), train_accuracy=100 * correct / max(1, seen),

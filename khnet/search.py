@@ -419,7 +419,7 @@ class SupernetEvaluator:
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         from khnet.checkpoint import state_hash
-        from khnet.evaluate import read_results
+        from khnet.results import read_results
 
         if settings.split != "valid":
             raise UsageError(f"search ranks on the valid split, not {settings.split!r}: the test set is for reporting")

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 
-from khnet.errors import ArchError
+from khnet.errors import ArchError, UsageError
 
 __all__ = [
     "CONV_OPS",
@@ -33,6 +34,7 @@ __all__ = [
     "Cost",
     "edge_index",
     "isomorphism_classes",
+    "stratified_sample",
 ]
 
 OP_NAMES: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -197,7 +199,7 @@ class Arch:
         """Accept an ``Arch``, an arch string, a benchmark index, or an index written as a string."""
         if isinstance(value, Arch):
             return value
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
             digits = value.strip().lstrip("0") or "0"
             if len(digits) > len(str(NUM_ARCHS)):  # no int() of a huge string: it is out of range anyway
                 raise ArchError(
@@ -325,3 +327,14 @@ def isomorphism_classes() -> dict[str, tuple[int, ...]]:
     for index, arch in enumerate(Arch.all()):
         classes.setdefault(arch.unique_key, []).append(index)
     return {key: tuple(members) for key, members in classes.items()}
+
+
+def stratified_sample(n: int, seed: int = 0) -> list[Arch]:
+    """``n`` distinct archs spread over the cost range: the space sorted by MFLOPs is cut into ``n`` equal
+    strata and one arch is drawn from each (seeded). Includes degenerate archs where they fall."""
+    if not 1 <= n <= NUM_ARCHS:
+        raise UsageError(f"--sample {n}: choose 1..{NUM_ARCHS}")
+    rng = random.Random(seed)
+    archs = sorted(Arch.all(), key=lambda a: (a.cost().mflops, a.index))
+    bounds = [round(i * NUM_ARCHS / n) for i in range(n + 1)]
+    return [archs[rng.randrange(lo, hi)] for lo, hi in pairwise(bounds)]

@@ -65,7 +65,7 @@ def test_all_evaluates_one_arch_per_isomorphism_class(monkeypatch):
             return nn.Sequential(nn.Conv2d(3, 1, 1))
 
     monkeypatch.setattr(ev, "recalibrate_bn", lambda *args, **kw: 0)
-    monkeypatch.setattr(ev, "_accuracy", lambda net, images, labels, bs: (float(len(calls) % 97), 1.0))
+    monkeypatch.setattr(ev, "measure_accuracy", lambda net, images, labels, bs: (float(len(calls) % 97), 1.0))
     records = list(evaluate_archs(FakeSupernet(), list(Arch.all()), FAST))
     assert len(calls) == 6466 and len(set(calls)) == 6466
     assert len(records) == 15625 and [r.index for r in records] == list(range(15625))
@@ -87,7 +87,7 @@ def test_killed_and_resumed_evaluation_matches_an_uninterrupted_one(tmp_path, mo
     archs = [Arch.from_index(i) for i in (6111, 0, 9930, 1462, 77, 3000)]
     straight = [r.to_dict() for r in evaluate_archs(_supernet(), archs, FAST, tmp_path / "straight")]
 
-    real, count = ev._accuracy, {"n": 0}
+    real, count = ev.measure_accuracy, {"n": 0}
 
     def dies_on_the_fourth(*args):
         count["n"] += 1
@@ -95,10 +95,10 @@ def test_killed_and_resumed_evaluation_matches_an_uninterrupted_one(tmp_path, mo
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(ev, "_accuracy", dies_on_the_fourth)
+    monkeypatch.setattr(ev, "measure_accuracy", dies_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         list(evaluate_archs(_supernet(), archs, FAST, tmp_path / "split"))
-    monkeypatch.setattr(ev, "_accuracy", real)
+    monkeypatch.setattr(ev, "measure_accuracy", real)
     (path,) = (tmp_path / "split").glob("eval-*.csv")
     path.write_text(path.read_text() + "FAST|cut mid-li")  # a line cut by the kill
     resumed = [r.to_dict() for r in evaluate_archs(_supernet(), archs, FAST, tmp_path / "split")]
