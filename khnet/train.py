@@ -275,7 +275,8 @@ def train_step(
     y: torch.Tensor,
     generator: torch.Generator,
     config: TrainConfig,
-    warmup: bool,
+    *,
+    warmup: bool = False,
     sync: _GradSync | None = None,
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
@@ -491,6 +492,161 @@ def _rng_state(generator: torch.Generator) -> dict[str, Any]:
     return state
 
 
+def _run_configs(
+    run_dir: Path, config: TrainConfig | None, model_config: SupernetConfig | None, resume: bool
+) -> tuple[TrainConfig, SupernetConfig, dict[str, Any] | None]:
+    """The run's settings and, on resume, its checkpoint (whose settings win; ``epochs`` may be raised)."""
+    if not resume:
+        if (run_dir / CHECKPOINT_FILE).exists():
+            raise KhnetError(
+                f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new directory"
+            )
+        return config or TrainConfig(), model_config or SupernetConfig(), None
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    try:
+        saved = checkpoint["config"]
+        train_dict = saved["train"]
+        if config is not None and config.epochs > train_dict["epochs"]:
+            train_dict = {**train_dict, "epochs": config.epochs}
+        return TrainConfig.from_dict(train_dict), SupernetConfig.from_dict(saved["model"]), checkpoint
+    except (KeyError, TypeError, ConfigError) as err:
+        raise CheckpointError(f"checkpoint in {run_dir} does not hold a khnet run config ({err})") from None
+
+
+class _Run:
+    """Everything one training run holds: device and process group, data, model, optimizer, sampler RNG,
+    progress; ``save`` writes the run directory (rank 0) and ``step`` does one logged Algorithm-1 iteration."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig, model_config: SupernetConfig, checkpoint) -> None:
+        import torch.distributed as dist
+
+        self.run_dir, self.config = run_dir, config
+        self.device = resolve_device(config.device, local_rank())
+        self.rank, self.world_size = init_from_env(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.sync = _GradSync(self.world_size) if self.world_size > 1 else None
+        torch.manual_seed(config.seed)  # the same on every rank: same initialisation, same augmented batches
+        self.train_set = load_dataset(
+            config.dataset, "train", root=config.data_dir, valid_fraction=config.valid_fraction, seed=config.seed
+        )
+        info = self.train_set.info
+        if info.num_classes != model_config.num_classes:
+            model_config = SupernetConfig.from_dict({**model_config.to_dict(), "num_classes": info.num_classes})
+        self.model_config = model_config
+        self.steps_per_epoch = epoch_steps(len(self.train_set), config)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.memory_format = torch.channels_last if _channels_last(config, self.device) else torch.contiguous_format
+        self.model = SuperNet(model_config).to(self.device).to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer(self.model, config)
+        self.amp_dtype = _amp_dtype(config, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)  # each rank its subnets
+        self.state = _RunState()
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        elif self.world_size > 1:
+            for tensor in self.model.state_dict().values():
+                dist.broadcast(tensor, src=0)
+        self.is_writer = self.rank == 0
+        self.extra = {  # config.json gets input and khnet_version, training.json the rest (khnet.files)
+            "input": {"resolution": info.resolution, "mean": list(info.mean), "std": list(info.std)},
+            "khnet_version": __version__,
+            "train": config.to_dict(),
+            "dataset": {"name": info.name, "note": info.note, "benchmark": info.benchmark},
+            "param_counts": self.model.param_counts(),
+        }
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            rng = checkpoint["rng"]["sampler"] if self.world_size == 1 else checkpoint["rng_ranks"][self.rank]
+            self.generator.set_state(rng)
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        except (KeyError, RuntimeError, ValueError, IndexError) as err:
+            raise CheckpointError(f"checkpoint in {self.run_dir} does not match this run: {err}") from None
+        s = self.state
+        s.epoch, s.step, s.global_step = checkpoint["epoch"], checkpoint["step"], checkpoint["global_step"]
+
+    def write_configs(self) -> None:
+        """config.json and training.json, before the first step (rank 0)."""
+        if self.is_writer:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            training = {k: v for k, v in self.extra.items() if k not in METADATA_KEYS}
+            flat = {**self.model_config.to_dict(), **{k: self.extra[k] for k in METADATA_KEYS}}
+            write_json(self.run_dir / CONFIG_FILE, flat)
+            write_json(self.run_dir / TRAINING_FILE, training)
+
+    def save(self, reason: str) -> str:
+        """The supernet, metrics and a checkpoint to resume from; returns the checkpoint's path ('' off rank 0)."""
+        import torch.distributed as dist
+
+        states = None
+        if self.world_size > 1:  # every rank's sampler state, so a resumed DDP run draws what it would have
+            states = [None] * self.world_size
+            dist.all_gather_object(states, self.generator.get_state())
+        if not self.is_writer:
+            return ""
+        s = self.state
+        save_supernet(self.model, self.run_dir, extra={**self.extra, "progress": {"epoch": s.epoch, "step": s.step}})
+        if s.rows:
+            _write_metrics(self.run_dir, s.rows)
+            s.rows.clear()
+        ckpt = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": _rng_state(self.generator),
+            "epoch": s.epoch,
+            "step": s.step,
+            "global_step": s.global_step,
+            "config": {"model": self.model_config.to_dict(), "train": self.config.to_dict()},
+            "reason": reason,
+        }
+        if states is not None:
+            ckpt["rng_ranks"] = states
+        save_checkpoint(self.run_dir / CHECKPOINT_FILE, ckpt)
+        return str(self.run_dir / CHECKPOINT_FILE)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> StepEvent:
+        """One Algorithm-1 iteration at the scheduled learning rate, counted and logged."""
+        config, s, start = self.config, self.state, time.perf_counter()
+        x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        y = y.to(self.device, non_blocking=True)
+        lr = _lr_at(config, s.global_step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        try:
+            losses = train_step(
+                self.model, self.optimizer, x, y, self.generator, config, warmup=s.epoch < config.warmup_epochs,
+                sync=self.sync, amp_dtype=self.amp_dtype, scaler=self.scaler,
+                distill=config.distill and s.epoch >= config.distill_warmup_epochs,
+            )  # fmt: skip
+        except TrainingDiverged as err:
+            raise TrainingDiverged(
+                f"{err} at epoch {s.epoch + 1} step {s.step + 1}; stopped, the last good checkpoint in "
+                f"{self.run_dir} is kept; lower --lr or set --grad-clip, then --resume {self.run_dir}"
+            ) from None
+        s.step, s.global_step = s.step + 1, s.global_step + 1
+        images_per_s = x.shape[0] / max(1e-9, time.perf_counter() - start)
+        event = StepEvent(s.epoch, s.step, self.steps_per_epoch, s.global_step, lr, *losses, images_per_s)
+        s.rows.append({k: getattr(event, k) for k in METRIC_FIELDS})
+        return event
+
+    def stop_requested(self, stop: dict[str, str | None]) -> bool:
+        """Whether this rank or (under DDP) any rank was signalled; every rank answers the same at a step."""
+        import torch.distributed as dist
+
+        if self.world_size > 1:
+            flag = torch.tensor([stop["reason"] is not None], dtype=torch.float32, device=self.device)
+            dist.all_reduce(flag)
+            if flag.item() > 0 and stop["reason"] is None:
+                stop["reason"] = "signal on another rank"
+        return stop["reason"] is not None
+
+
 def train_supernet(
     run_dir: str | Path,
     config: TrainConfig | None = None,
@@ -512,168 +668,38 @@ def train_supernet(
         resume: continue the run in ``run_dir``.
         stop_after_epochs: save and stop after this many epochs in this call (to fit a session).
     """
-    import torch.distributed as dist
-
     run_dir = Path(run_dir)
-    checkpoint = None
-    if resume:
-        checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-        try:
-            saved = checkpoint["config"]
-            model_config = SupernetConfig.from_dict(saved["model"])
-            train_dict = saved["train"]
-            if config is not None and config.epochs > train_dict["epochs"]:
-                train_dict = {**train_dict, "epochs": config.epochs}
-            config = TrainConfig.from_dict(train_dict)
-        except (KeyError, TypeError, ConfigError) as err:
-            raise CheckpointError(f"checkpoint in {run_dir} does not hold a khnet run config ({err})") from None
-    else:
-        config = config or TrainConfig()
-        model_config = model_config or SupernetConfig()
-        if (run_dir / CHECKPOINT_FILE).exists():
-            raise KhnetError(
-                f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new directory"
-            )
-
-    device = resolve_device(config.device, local_rank())
-    rank, world_size = init_from_env(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    sync = _GradSync(world_size) if world_size > 1 else None
-
-    torch.manual_seed(config.seed)  # the same on every rank: same initialisation, same augmented batches
-    train_set = load_dataset(
-        config.dataset, "train", root=config.data_dir, valid_fraction=config.valid_fraction, seed=config.seed
-    )
-    if train_set.info.num_classes != model_config.num_classes:
-        model_config = SupernetConfig.from_dict({**model_config.to_dict(), "num_classes": train_set.info.num_classes})
-    steps_per_epoch = epoch_steps(len(train_set), config)
-    total_steps = steps_per_epoch * config.epochs
-
-    model = SuperNet(model_config).to(device)
-    memory_format = torch.channels_last if _channels_last(config, device) else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = build_optimizer(model, config)
-    amp_dtype = _amp_dtype(config, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + rank)  # each rank its own subnets
-    state = _RunState()
-    if checkpoint is not None:
-        try:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            generator.set_state(checkpoint["rng"]["sampler"] if world_size == 1 else checkpoint["rng_ranks"][rank])
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-            if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        except (KeyError, RuntimeError, ValueError, IndexError) as err:
-            raise CheckpointError(f"checkpoint in {run_dir} does not match this run: {err}") from None
-        state.epoch, state.step, state.global_step = checkpoint["epoch"], checkpoint["step"], checkpoint["global_step"]
-    elif world_size > 1:
-        for tensor in model.state_dict().values():
-            dist.broadcast(tensor, src=0)
-
-    is_writer = rank == 0
-    run_config = {"model": model_config.to_dict(), "train": config.to_dict()}
-    info = train_set.info
-    extra = {  # config.json gets input and khnet_version, training.json the rest (khnet.files)
-        "input": {"resolution": info.resolution, "mean": list(info.mean), "std": list(info.std)},
-        "khnet_version": __version__,
-        "train": config.to_dict(),
-        "dataset": {"name": info.name, "note": info.note, "benchmark": info.benchmark},
-        "param_counts": model.param_counts(),
-    }
-
-    def save(reason: str) -> str:
-        if world_size > 1:  # every rank's sampler state, so a resumed DDP run draws what it would have
-            states = [None] * world_size
-            dist.all_gather_object(states, generator.get_state())
-        else:
-            states = None
-        if not is_writer:
-            return ""
-        save_supernet(model, run_dir, extra={**extra, "progress": {"epoch": state.epoch, "step": state.step}})
-        if state.rows:
-            _write_metrics(run_dir, state.rows)
-            state.rows.clear()
-        ckpt = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": _rng_state(generator),
-            "epoch": state.epoch,
-            "step": state.step,
-            "global_step": state.global_step,
-            "config": run_config,
-            "reason": reason,
-        }
-        if states is not None:
-            ckpt["rng_ranks"] = states
-        save_checkpoint(run_dir / CHECKPOINT_FILE, ckpt)
-        return str(run_dir / CHECKPOINT_FILE)
-
-    if is_writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        training = {k: v for k, v in extra.items() if k not in METADATA_KEYS}
-        write_json(run_dir / CONFIG_FILE, {**model_config.to_dict(), **{k: extra[k] for k in METADATA_KEYS}})
-        write_json(run_dir / TRAINING_FILE, training)
-
-    board = _tensorboard(run_dir) if is_writer else None
+    run = _Run(run_dir, *_run_configs(run_dir, config, model_config, resume))
+    config, state = run.config, run.state
+    run.write_configs()
+    board = _tensorboard(run_dir) if run.is_writer else None
     stop: dict[str, str | None] = {"reason": None}
     epochs_this_call = 0
-    pin = device.type == "cuda"
     with _stop_on_signals(stop), closing(board) if board is not None else nullcontext():
         while state.epoch < config.epochs:
-            model.train()
-            warmup = state.epoch < config.warmup_epochs
+            run.model.train()
             sums, seen, started = [0.0, 0.0, 0.0], 0, time.perf_counter()
-            for x, y in _epoch_batches(train_set, config, state.epoch, state.step, steps_per_epoch, pin):
-                step_start = time.perf_counter()
-                x = x.to(device, non_blocking=True, memory_format=memory_format)
-                y = y.to(device, non_blocking=True)
-                lr = _lr_at(config, state.global_step, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
-                try:
-                    distill = config.distill and state.epoch >= config.distill_warmup_epochs
-                    losses = train_step(
-                        model, optimizer, x, y, generator, config, warmup, sync, amp_dtype, scaler, distill
-                    )
-                except TrainingDiverged as err:
-                    raise TrainingDiverged(
-                        f"{err} at epoch {state.epoch + 1} step {state.step + 1}; stopped, the last good checkpoint "
-                        f"in {run_dir} is kept; lower --lr or set --grad-clip, then --resume {run_dir}"
-                    ) from None
-                state.step += 1
-                state.global_step += 1
-                sums = [s + v for s, v in zip(sums, losses, strict=True)]
+            pin = run.device.type == "cuda"
+            for x, y in _epoch_batches(run.train_set, config, state.epoch, state.step, run.steps_per_epoch, pin):
+                event = run.step(x, y)
+                losses = (event.loss_teacher, event.loss_subnets, event.acc_teacher)
+                sums = [a + b for a, b in zip(sums, losses, strict=True)]
                 seen += 1
-                images_per_s = x.shape[0] / max(1e-9, time.perf_counter() - step_start)
-                event = StepEvent(
-                    state.epoch, state.step, steps_per_epoch, state.global_step, lr, *losses, images_per_s
-                )
-                state.rows.append({k: getattr(event, k) for k in METRIC_FIELDS})
                 if board is not None:
                     for name in ("loss_teacher", "loss_subnets", "acc_teacher", "lr", "images_per_s"):
                         board.add_scalar(f"train/{name}", getattr(event, name), state.global_step)
                 yield event
-                if world_size > 1:  # any rank's signal stops all of them at the same step
-                    flag = torch.tensor([stop["reason"] is not None], dtype=torch.float32, device=device)
-                    dist.all_reduce(flag)
-                    if flag.item() > 0 and stop["reason"] is None:
-                        stop["reason"] = "signal on another rank"
-                if stop["reason"] is not None and state.step < steps_per_epoch:
-                    save(stop["reason"])
+                if run.stop_requested(stop) and state.step < run.steps_per_epoch:
+                    run.save(stop["reason"])
                     yield StoppedEvent(state.epoch, state.step, stop["reason"], str(run_dir))
                     return
             seconds = time.perf_counter() - started
             state.epoch, state.step = state.epoch + 1, 0
             epochs_this_call += 1
-            path = save("epoch")
-            means = [s / max(1, seen) for s in sums]
-            yield EpochEvent(
-                state.epoch, config.epochs, *means, seconds, seen * config.batch_size / max(seconds, 1e-9), path,
-                state_hash(model.state_dict()),
-            )  # fmt: skip
+            path = run.save("epoch")
+            means = [v / max(1, seen) for v in sums]
+            yield EpochEvent(state.epoch, config.epochs, *means, seconds, seen * config.batch_size / max(seconds, 1e-9),
+                             path, state_hash(run.model.state_dict()))  # fmt: skip
             asked_to_stop = stop["reason"] is not None or (stop_after_epochs and epochs_this_call >= stop_after_epochs)
             if asked_to_stop and state.epoch < config.epochs:
                 yield StoppedEvent(state.epoch, 0, stop["reason"] or "stop_after_epochs", str(run_dir))

@@ -290,12 +290,12 @@ def test_distillation_schedule_options(monkeypatch):
         optimizer = build_optimizer(model, config)
         calls.clear(), scaled.clear()
         _, mean_loss, _ = train_step(
-            model, optimizer, x, y, torch.Generator().manual_seed(0), config, False, distill=False
+            model, optimizer, x, y, torch.Generator().manual_seed(0), config, warmup=False, distill=False
         )
         assert calls == []  # labels, not soft labels
         factor = 4 if reduction == "mean" else 1
         assert sum(scaled[1:]) * factor == pytest.approx(mean_loss * 4, rel=1e-5)
-        train_step(model, optimizer, x, y, torch.Generator().manual_seed(0), config, False)
+        train_step(model, optimizer, x, y, torch.Generator().manual_seed(0), config, warmup=False)
         assert len(calls) == 4
     with pytest.raises(ConfigError, match="subnet_reduction"):
         TrainConfig(subnet_reduction="max")
