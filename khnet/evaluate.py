@@ -217,6 +217,7 @@ def evaluate_archs(
     archs: Sequence[Arch | str | int],
     settings: EvalSettings | None = None,
     results_dir: str | Path | None = None,
+    *,
     ground_truth: ShippedGroundTruth | None = None,
     channels_last: bool = True,
     model_hash: str | None = None,
@@ -266,33 +267,12 @@ def evaluate_archs(
         done = read_results(stores, model_hash, settings)
         todo = [c for c in wanted if c not in done]
     mine = todo[rank::world]
-    fresh: dict[int, dict[str, float]] = {}
     was_training = supernet.training
     supernet.eval()
     try:
         writer = ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if mine:
-            calib = calibration_images(settings).contiguous(memory_format=memory_format)
-            images, labels, _ = eval_data(settings)
-            images = images.contiguous(memory_format=memory_format)
         group = subnets_per_pass or auto_subnets_per_pass(param.device if param is not None else torch.device("cpu"))
-        for first in range(0, len(mine), group):
-            chunk = mine[first : first + group]
-            start = time.perf_counter()
-            if len(chunk) == 1:
-                results = [evaluate_subnet(supernet, chunk[0], calib, images, labels, settings.batch_size)]
-            else:
-                results = evaluate_subnets(supernet, chunk, calib, images, labels, settings.batch_size)
-            seconds = (time.perf_counter() - start) / len(chunk)
-            for cls, (accuracy, loss) in zip(chunk, results, strict=True):
-                result = fresh[cls] = {"accuracy": accuracy, "loss": loss, "seconds": seconds}
-                if writer is not None:
-                    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-                    writer.append({"settings": settings.key(), "iso_class": cls, **result, "images": len(labels),
-                                   "calib_images": settings.calib_images, "time": stamp})  # fmt: skip
-            if progress is not None:
-                progress(first + len(chunk), len(mine))
+        fresh = _evaluate_classes(supernet, mine, settings, writer, channels_last, group, progress)
     finally:
         supernet.train(was_training)
         if lock is not None:
@@ -305,6 +285,47 @@ def evaluate_archs(
     done.update(fresh)
     log.info("evaluated %d classes, reused %d", len(mine), len(wanted) - len(todo))
 
+    yield from _records(supernet, archs, rep_of, done, fresh, settings, gt)
+
+
+def _evaluate_classes(
+    supernet: nn.Module,
+    classes: Sequence[int],
+    settings: EvalSettings,
+    writer: ResultsWriter | None,
+    channels_last: bool,
+    group: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[int, dict[str, float]]:
+    """Evaluate ``classes`` (representative indices), ``group`` at a time; each result is stored as it comes."""
+    fresh: dict[int, dict[str, float]] = {}
+    if not classes:
+        return fresh
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    calib = calibration_images(settings).contiguous(memory_format=memory_format)
+    images, labels, _ = eval_data(settings)
+    images = images.contiguous(memory_format=memory_format)
+    for first in range(0, len(classes), group):
+        chunk = classes[first : first + group]
+        start = time.perf_counter()
+        if len(chunk) == 1:
+            results = [evaluate_subnet(supernet, chunk[0], calib, images, labels, settings.batch_size)]
+        else:
+            results = evaluate_subnets(supernet, chunk, calib, images, labels, settings.batch_size)
+        seconds = (time.perf_counter() - start) / len(chunk)
+        for cls, (accuracy, loss) in zip(chunk, results, strict=True):
+            result = fresh[cls] = {"accuracy": accuracy, "loss": loss, "seconds": seconds}
+            if writer is not None:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+                writer.append({"settings": settings.key(), "iso_class": cls, **result, "images": len(labels),
+                               "calib_images": settings.calib_images, "time": stamp})  # fmt: skip
+        if progress is not None:
+            progress(first + len(chunk), len(classes))
+    return fresh
+
+
+def _records(supernet, archs, rep_of, done, fresh, settings, gt) -> Iterator[EvalRecord]:
+    """One record per requested arch, with its costs at the supernet's shape and the benchmark's accuracy."""
     info = dataset_info(settings.dataset)  # no images read: stored results need no data
     bench = benchmark_setting(info.benchmark, settings.split)
     num_classes, resolution = _shape_of(supernet)
