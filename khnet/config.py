@@ -19,9 +19,11 @@ __all__ = [
     "EvalSettings",
     "JsonConfig",
     "SupernetConfig",
+    "TrainConfig",
 ]
 
 METHODS = ("kshot-hypernet", "kshot", "weight-sharing")
+SAMPLER_NAMES = ("focus-fair", "fairnas", "uniform")  # khnet.samplers.SAMPLERS, in this order
 GENERATORS = ("residual", "paper", "paper-rank7")
 TEACHER_KERNELS = ("beta", "shared")
 _DEFAULT_KERNELS = {"kshot-hypernet": 64, "kshot": 12, "weight-sharing": 1}
@@ -192,3 +194,115 @@ class EvalSettings:
             f"{self.dataset}|{self.split}|{self.test_images}|{self.calib_images}|{self.calib_seed}|"
             f"{self.valid_fraction}|{self.split_seed}"
         )
+
+
+@dataclass
+class TrainConfig(JsonConfig):
+    """How a supernet is trained. Defaults are the paper's (Section 4, Algorithm 1), except that the K subnet
+    losses are averaged (``subnet_reduction="mean"``, khnet's recipe; ``RECIPES["paper"]`` sums them).
+
+    Attributes:
+        dataset: a name for ``khnet.data.load_dataset`` (``sample``, ``cifar10``, ``imagefolder:PATH``, ...).
+        data_dir: where datasets live (default ``$KHNET_DATA`` or ``~/.cache/khnet/data``).
+        epochs: training epochs (E).
+        batch_size: images per step (on every rank).
+        lr: initial learning rate, cosine-decayed per step to ``min_lr``.
+        min_lr: final learning rate.
+        momentum, nesterov: SGD momentum.
+        weight_decay: L2 on conv/linear weights and beta, teacher step only.
+        warmup_epochs: epochs with lambda fixed to 1/N (E_w).
+        sampler: ``focus-fair``, ``fairnas`` or ``uniform``.
+        tau: Focus-Fair temperature.
+        num_subnets: subnets per step (K).
+        distill: subnets learn the teacher's soft labels (True) or the true labels (False, Table 3 ablation).
+        distill_warmup_epochs: with ``distill``, subnets learn the true labels for this many first epochs and
+            the soft labels after (0 = the paper). An untrained teacher's soft labels are near uniform, and
+            K subnets pulling the shared weights towards them slow the teacher down (experiments/).
+        subnet_reduction: ``mean`` (the default) divides the K subnet gradients by K, so the subnets weigh as
+            much as the teacher; ``sum`` accumulates them as FairNAS does (the paper, ``--recipe paper``).
+        grad_clip: max gradient norm per step, or None for no clipping (the paper does not clip).
+        generator_lr_scale: multiplies the learning rate of the kernel source (``model.kernels``: for
+            kshot-hypernet the MLP-Mixer, the CAB and the generator maps A and B; for kshot the stored
+            kernels and the simplex net; for weight-sharing the kernels). 1.0 = the paper. One SGD step on a
+            bilinear generator W = (z sum lambda_n A_n)^T B moves W about 140x further than the same step on a
+            stored kernel at the proxy scale (``experiments/kernel_step.py``); 0.01 brings that step in line,
+            but made the subnets worse in the proxy study (docs/results.md): an option for experiments.
+        valid_fraction: share of the training images held out for validation (never trained on).
+        max_steps_per_epoch: cap on steps per epoch (quick experiments), or None for full epochs.
+        seed: seeds data order, augmentation, initialisation and sampling.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        channels_last: NHWC activations; None = on (measured faster on CPU, see docs/performance.md, and CUDA).
+        amp: ``auto`` (bf16 on CUDA, off on CPU), ``off``, ``bf16`` or ``fp16``.
+        num_workers: loader processes, None for the machine's default.
+    """
+
+    dataset: str = "sample"
+    data_dir: str | None = None
+    epochs: int = 300
+    batch_size: int = 256
+    lr: float = 0.2
+    min_lr: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 5
+    sampler: str = "focus-fair"
+    tau: float = 1.5
+    num_subnets: int = 5
+    distill: bool = True
+    distill_warmup_epochs: int = 0
+    subnet_reduction: str = "mean"
+    grad_clip: float | None = None
+    generator_lr_scale: float = 1.0
+    valid_fraction: float = 0.1
+    max_steps_per_epoch: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool | None = None
+    amp: str = "auto"
+    num_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "num_subnets")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a positive integer")
+        if not (self.lr > 0 and self.min_lr >= 0 and self.weight_decay >= 0 and self.tau > 0):
+            raise ConfigError(
+                f"lr={self.lr}, min_lr={self.min_lr}, weight_decay={self.weight_decay}, tau={self.tau}: "
+                "lr and tau must be positive, min_lr and weight_decay non-negative"
+            )
+        if self.warmup_epochs < 0 or self.distill_warmup_epochs < 0:
+            raise ConfigError(
+                f"warmup_epochs={self.warmup_epochs}, distill_warmup_epochs={self.distill_warmup_epochs} must be >= 0"
+            )
+        if not self.generator_lr_scale > 0:
+            raise ConfigError(f"generator_lr_scale={self.generator_lr_scale} must be positive")
+        if self.subnet_reduction not in ("sum", "mean"):
+            raise ConfigError(f"subnet_reduction={self.subnet_reduction!r}; choose sum or mean")
+        if self.sampler not in SAMPLER_NAMES:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLER_NAMES)}")
+        if self.sampler != "uniform" and self.num_subnets > 5:
+            raise ConfigError(f"num_subnets={self.num_subnets}: fair samplers draw at most 5 (one per op)")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ConfigError(f"amp={self.amp!r}; choose auto, off, bf16 or fp16")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(f"max_steps_per_epoch={self.max_steps_per_epoch} must be positive or None")
+        numbers = {k: getattr(self, k) for k in ("lr", "min_lr", "weight_decay", "tau", "generator_lr_scale",
+                                                 "momentum", "valid_fraction")}  # fmt: skip
+        if self.grad_clip is not None:
+            numbers["grad_clip"] = self.grad_clip
+        bad = [f"{k}={v}" for k, v in numbers.items() if not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"{', '.join(bad)}: give finite numbers")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum={self.momentum} must be in [0, 1)")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip={self.grad_clip} must be positive (or off)")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"num_workers={self.num_workers} must be >= 0")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed={self.seed} must be in 0..{2**32 - 1}")
+        if not 0 <= self.valid_fraction < 1:
+            raise ConfigError(f"valid_fraction={self.valid_fraction} must be in [0, 1)")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from khnet.config import SAMPLER_NAMES
 from khnet.errors import UsageError
 from khnet.space import NUM_EDGES, OP_NAMES, Arch
 
@@ -54,6 +55,7 @@ def uniform(beta: torch.Tensor, num: int, generator: torch.Generator, tau: float
 
 
 SAMPLERS: dict[str, Callable[..., list[Arch]]] = {"focus-fair": focus_fair, "fairnas": fairnas, "uniform": uniform}
+assert tuple(SAMPLERS) == SAMPLER_NAMES
 
 
 def draw_archs(

@@ -18,21 +18,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from khnet.config import TrainConfig
 from khnet.data import load_dataset
+from khnet.errors import TrainingDiverged
 from khnet.evaluate import EvalSettings, eval_data, measure_accuracy
 from khnet.network import NB201Net
+from khnet.optim import epoch_batches, epoch_steps, lr_at, sgd_optimizer
 from khnet.runtime import resolve_device
 from khnet.space import Arch
-from khnet.train import (
-    TrainConfig,
-    TrainingDiverged,
-    _epoch_batches,
-    _lr_at,
-    epoch_steps,
-    sgd_optimizer,
-)
 
-__all__ = ["ScratchResult", "train_from_scratch"]
+__all__ = ["ScratchResult", "train_from_scratch", "train_network"]
 
 
 @dataclass
@@ -65,6 +60,14 @@ def train_from_scratch(
         channels: channels of the first stage (C; the benchmark: 16).
         cells_per_stage: cells per stage (N; the benchmark: 5).
     """
+    return train_network(arch, config, channels, cells_per_stage)[1]
+
+
+def train_network(
+    arch: Arch | str | int, config: TrainConfig, channels: int = 16, cells_per_stage: int = 5
+) -> tuple[NB201Net, ScratchResult]:
+    """``train_from_scratch`` that also returns the trained network (eval mode, its own BatchNorm statistics):
+    what ``khnet train --arch`` saves."""
     arch = Arch.coerce(arch)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -82,9 +85,9 @@ def train_from_scratch(
     for epoch in range(config.epochs):
         net.train()
         loss_sum = correct = seen = 0
-        for x, y in _epoch_batches(train_set, config, epoch, 0, steps_per_epoch, device.type == "cuda"):
+        for x, y in epoch_batches(train_set, config, epoch, 0, steps_per_epoch, device.type == "cuda"):
             x, y = x.to(device, memory_format=memory_format), y.to(device)
-            lr = _lr_at(config, global_step, total_steps)
+            lr = lr_at(config, global_step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             logits = net(x)
@@ -93,6 +96,8 @@ def train_from_scratch(
                 raise TrainingDiverged(f"{arch}: loss is {loss.item()} at epoch {epoch + 1}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
             optimizer.step()
             global_step += 1
             loss_sum += loss.item() * len(y)
@@ -107,7 +112,7 @@ def train_from_scratch(
                                 split_seed=config.seed, data_dir=config.data_dir)  # fmt: skip
         images, labels, _ = eval_data(settings)
         accuracy[split] = measure_accuracy(net, images.to(memory_format=memory_format), labels, settings.batch_size)[0]
-    return ScratchResult(
+    return net, ScratchResult(
         index=arch.index, arch=str(arch), epochs=config.epochs, valid_accuracy=accuracy["valid"],
         test_accuracy=accuracy["test"], train_loss=loss_sum / max(1, seen), train_accuracy=100 * correct / max(1, seen),
         seconds=seconds,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import signal
 import time
 from collections.abc import Iterator
@@ -45,13 +44,14 @@ from khnet.checkpoint import (
     state_hash,
     write_json,
 )
-from khnet.config import JsonConfig, SupernetConfig
-from khnet.data import default_num_workers, load_dataset
+from khnet.config import SupernetConfig, TrainConfig
+from khnet.data import load_dataset
 from khnet.distributed import init_from_env, local_rank
-from khnet.errors import ConfigError, KhnetError, TrainingDiverged, UsageError
+from khnet.errors import ConfigError, KhnetError, TrainingDiverged
 from khnet.files import METADATA_KEYS
+from khnet.optim import build_optimizer, epoch_batches, epoch_steps, lr_at, sgd_optimizer
 from khnet.runtime import resolve_device
-from khnet.samplers import SAMPLERS, draw_archs
+from khnet.samplers import draw_archs
 from khnet.supernet import SuperNet
 
 __all__ = [
@@ -69,118 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.csv"
 METRIC_FIELDS = ("epoch", "step", "global_step", "lr", "loss_teacher", "loss_subnets", "acc_teacher", "images_per_s")
-
-
-@dataclass
-class TrainConfig(JsonConfig):
-    """How a supernet is trained. Defaults are the paper's (Section 4, Algorithm 1), except that the K subnet
-    losses are averaged (``subnet_reduction="mean"``, khnet's recipe; ``RECIPES["paper"]`` sums them).
-
-    Attributes:
-        dataset: a name for ``khnet.data.load_dataset`` (``sample``, ``cifar10``, ``imagefolder:PATH``, ...).
-        data_dir: where datasets live (default ``$KHNET_DATA`` or ``~/.cache/khnet/data``).
-        epochs: training epochs (E).
-        batch_size: images per step (on every rank).
-        lr: initial learning rate, cosine-decayed per step to ``min_lr``.
-        min_lr: final learning rate.
-        momentum, nesterov: SGD momentum.
-        weight_decay: L2 on conv/linear weights and beta, teacher step only.
-        warmup_epochs: epochs with lambda fixed to 1/N (E_w).
-        sampler: ``focus-fair``, ``fairnas`` or ``uniform``.
-        tau: Focus-Fair temperature.
-        num_subnets: subnets per step (K).
-        distill: subnets learn the teacher's soft labels (True) or the true labels (False, Table 3 ablation).
-        distill_warmup_epochs: with ``distill``, subnets learn the true labels for this many first epochs and
-            the soft labels after (0 = the paper). An untrained teacher's soft labels are near uniform, and
-            K subnets pulling the shared weights towards them slow the teacher down (experiments/).
-        subnet_reduction: ``mean`` (the default) divides the K subnet gradients by K, so the subnets weigh as
-            much as the teacher; ``sum`` accumulates them as FairNAS does (the paper, ``--recipe paper``).
-        grad_clip: max gradient norm per step, or None for no clipping (the paper does not clip).
-        generator_lr_scale: multiplies the learning rate of the kernel source (``model.kernels``: for
-            kshot-hypernet the MLP-Mixer, the CAB and the generator maps A and B; for kshot the stored
-            kernels and the simplex net; for weight-sharing the kernels). 1.0 = the paper. One SGD step on a
-            bilinear generator W = (z sum lambda_n A_n)^T B moves W about 140x further than the same step on a
-            stored kernel at the proxy scale (``experiments/kernel_step.py``); 0.01 brings that step in line,
-            but made the subnets worse in the proxy study (docs/results.md): an option for experiments.
-        valid_fraction: share of the training images held out for validation (never trained on).
-        max_steps_per_epoch: cap on steps per epoch (quick experiments), or None for full epochs.
-        seed: seeds data order, augmentation, initialisation and sampling.
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
-        channels_last: NHWC activations; None = on (measured faster on CPU, see docs/performance.md, and CUDA).
-        amp: ``auto`` (bf16 on CUDA, off on CPU), ``off``, ``bf16`` or ``fp16``.
-        num_workers: loader processes, None for the machine's default.
-    """
-
-    dataset: str = "sample"
-    data_dir: str | None = None
-    epochs: int = 300
-    batch_size: int = 256
-    lr: float = 0.2
-    min_lr: float = 0.0
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 5
-    sampler: str = "focus-fair"
-    tau: float = 1.5
-    num_subnets: int = 5
-    distill: bool = True
-    distill_warmup_epochs: int = 0
-    subnet_reduction: str = "mean"
-    grad_clip: float | None = None
-    generator_lr_scale: float = 1.0
-    valid_fraction: float = 0.1
-    max_steps_per_epoch: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    channels_last: bool | None = None
-    amp: str = "auto"
-    num_workers: int | None = None
-
-    def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "num_subnets")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be a positive integer")
-        if not (self.lr > 0 and self.min_lr >= 0 and self.weight_decay >= 0 and self.tau > 0):
-            raise ConfigError(
-                f"lr={self.lr}, min_lr={self.min_lr}, weight_decay={self.weight_decay}, tau={self.tau}: "
-                "lr and tau must be positive, min_lr and weight_decay non-negative"
-            )
-        if self.warmup_epochs < 0 or self.distill_warmup_epochs < 0:
-            raise ConfigError(
-                f"warmup_epochs={self.warmup_epochs}, distill_warmup_epochs={self.distill_warmup_epochs} must be >= 0"
-            )
-        if not self.generator_lr_scale > 0:
-            raise ConfigError(f"generator_lr_scale={self.generator_lr_scale} must be positive")
-        if self.subnet_reduction not in ("sum", "mean"):
-            raise ConfigError(f"subnet_reduction={self.subnet_reduction!r}; choose sum or mean")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-        if self.sampler != "uniform" and self.num_subnets > 5:
-            raise ConfigError(f"num_subnets={self.num_subnets}: fair samplers draw at most 5 (one per op)")
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
-            raise ConfigError(f"amp={self.amp!r}; choose auto, off, bf16 or fp16")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ConfigError(f"max_steps_per_epoch={self.max_steps_per_epoch} must be positive or None")
-        numbers = {k: getattr(self, k) for k in ("lr", "min_lr", "weight_decay", "tau", "generator_lr_scale",
-                                                 "momentum", "valid_fraction")}  # fmt: skip
-        if self.grad_clip is not None:
-            numbers["grad_clip"] = self.grad_clip
-        bad = [f"{k}={v}" for k, v in numbers.items() if not math.isfinite(v)]
-        if bad:
-            raise ConfigError(f"{', '.join(bad)}: give finite numbers")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum={self.momentum} must be in [0, 1)")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"grad_clip={self.grad_clip} must be positive (or off)")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ConfigError(f"num_workers={self.num_workers} must be >= 0")
-        if not 0 <= self.seed < 2**32:
-            raise ConfigError(f"seed={self.seed} must be in 0..{2**32 - 1}")
-        if not 0 <= self.valid_fraction < 1:
-            raise ConfigError(f"valid_fraction={self.valid_fraction} must be in [0, 1)")
 
 
 @dataclass
@@ -233,37 +121,6 @@ class _RunState:
 
 
 # ---------------------------------------------------------------- the optimizer and one iteration
-def sgd_optimizer(
-    model: nn.Module, config: TrainConfig, scaled: frozenset[int] = frozenset(), lr_scale: float = 1.0
-) -> torch.optim.SGD:
-    """SGD over ``model`` with the parameter groups ``decay`` (matrices and tensors: conv/linear weights,
-    generators, stored kernels, beta) and ``no_decay`` (vectors: BatchNorm and LayerNorm parameters, biases,
-    the residual generator's gains), each split again into the parameters whose ids are in ``scaled`` and the
-    rest. ``base_weight_decay`` remembers the decayed value and ``lr_scale`` (``lr_scale`` for ``scaled``,
-    else 1) multiplies the scheduled learning rate."""
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for p in model.parameters():
-        groups.setdefault((p.ndim > 1, id(p) in scaled), []).append(p)
-    param_groups = []
-    for (decays, in_scaled), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1])):
-        wd = config.weight_decay if decays else 0.0
-        scale = lr_scale if in_scaled else 1.0
-        param_groups.append(
-            {"params": params, "base_weight_decay": wd, "weight_decay": wd, "lr_scale": scale, "lr": config.lr * scale}
-        )
-    # foreach: one multi-tensor update instead of a Python loop over ~440 tensors (also on the CPU)
-    return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, foreach=True)
-
-
-def build_optimizer(model: SuperNet, config: TrainConfig) -> torch.optim.SGD:
-    """``sgd_optimizer`` for a supernet: with ``generator_lr_scale != 1`` the kernel source (``model.kernels``)
-    gets its own groups at that learning-rate factor; otherwise two groups, decay and no_decay."""
-    if config.generator_lr_scale == 1.0:
-        return sgd_optimizer(model, config)
-    source = frozenset(id(p) for p in model.kernels.parameters())
-    return sgd_optimizer(model, config, source, config.generator_lr_scale)
-
-
 def _soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
     return -(soft_targets * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
 
@@ -435,36 +292,6 @@ def threading_main() -> bool:
 
 
 # ---------------------------------------------------------------- the run
-def _epoch_batches(dataset, config: TrainConfig, epoch: int, start_step: int, steps: int, pin: bool):
-    """The batches of ``epoch`` from ``start_step`` on: order fixed by (seed, epoch), so a resumed epoch
-    continues with exactly the batches it had left."""
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-    order = order[start_step * config.batch_size : steps * config.batch_size]
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, order.tolist()),
-        batch_size=config.batch_size,
-        shuffle=False,
-        drop_last=True,
-        num_workers=config.num_workers if config.num_workers is not None else default_num_workers(),
-        pin_memory=pin,
-        generator=torch.Generator().manual_seed(config.seed * 7919 + epoch * 131 + start_step),
-    )
-    return loader
-
-
-def epoch_steps(num_images: int, config: TrainConfig) -> int:
-    """Optimizer steps per epoch: full batches only, capped by ``max_steps_per_epoch``."""
-    steps = num_images // config.batch_size
-    if steps == 0:
-        raise UsageError(f"batch_size={config.batch_size} exceeds the {num_images} training images; lower it")
-    return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
-
-
-def _lr_at(config: TrainConfig, global_step: int, total_steps: int) -> float:
-    progress = min(1.0, global_step / max(1, total_steps))
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
-
-
 def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     path = run_dir / METRICS_FILE
     old = path.read_text() if path.is_file() else ""
@@ -615,7 +442,7 @@ class _Run:
         config, s, start = self.config, self.state, time.perf_counter()
         x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
         y = y.to(self.device, non_blocking=True)
-        lr = _lr_at(config, s.global_step, self.total_steps)
+        lr = lr_at(config, s.global_step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         try:
@@ -680,7 +507,7 @@ def train_supernet(
             run.model.train()
             sums, seen, started = [0.0, 0.0, 0.0], 0, time.perf_counter()
             pin = run.device.type == "cuda"
-            for x, y in _epoch_batches(run.train_set, config, state.epoch, state.step, run.steps_per_epoch, pin):
+            for x, y in epoch_batches(run.train_set, config, state.epoch, state.step, run.steps_per_epoch, pin):
                 event = run.step(x, y)
                 losses = (event.loss_teacher, event.loss_subnets, event.acc_teacher)
                 sums = [a + b for a, b in zip(sums, losses, strict=True)]

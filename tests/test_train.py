@@ -301,3 +301,50 @@ def test_distillation_schedule_options(monkeypatch):
         TrainConfig(subnet_reduction="max")
     with pytest.raises(ConfigError, match="distill_warmup_epochs=-1"):
         TrainConfig(distill_warmup_epochs=-1)
+
+
+def test_cosine_schedule_reaches_min_lr():
+    from khnet.optim import lr_at
+
+    config = TrainConfig(lr=0.2, min_lr=0.01)
+    assert lr_at(config, 0, 100) == pytest.approx(0.2)
+    assert lr_at(config, 50, 100) == pytest.approx(0.105)
+    assert lr_at(config, 100, 100) == pytest.approx(0.01) and lr_at(config, 150, 100) == pytest.approx(0.01)
+    assert lr_at(config, 25, 100) > lr_at(config, 26, 100)  # decays every step, not per epoch
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_grad_clip_bounds_each_optimizer_step(clip):
+    """With grad_clip, each of Algorithm 1's two SGD steps moves the weights by at most lr * clip (no momentum,
+    no decay); without it they move much further."""
+    torch.manual_seed(0)
+    model = SuperNet(TINY_MODEL).train()
+    config = TrainConfig(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, grad_clip=clip, num_subnets=2)
+    optimizer = build_optimizer(model, config)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    train_step(model, optimizer, x, y, torch.Generator().manual_seed(0), config)
+    moved = (torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm().item()
+    if clip is None:
+        assert moved > 10 * 2 * 0.1 * 1e-3
+    else:
+        assert moved <= 2 * 0.1 * clip * 1.001
+
+
+def test_cli_trains_one_arch_from_scratch(tmp_path, capsys):
+    """khnet train --arch: one network with the supernet's recipe, saved with its accuracies; supernet-only
+    options are refused."""
+    code = main(["train", "--arch", "6111", "--dataset", "sample", "--epochs", "1", "--proxy", "--max-steps-per-epoch",
+                 "2", "--batch-size", "32", "--device", "cpu", "-o", str(tmp_path / "s"), "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["index"] == 6111 and (report["C"], report["N"]) == (8, 1) and 0 <= report["test_accuracy"] <= 100
+    saved = json.loads((tmp_path / "s" / "scratch.json").read_text())
+    assert saved["train"]["max_steps_per_epoch"] == 2 and (tmp_path / "s" / "net.safetensors").is_file()
+    from khnet.export import load_network
+
+    assert load_network(tmp_path / "s" / "net.safetensors")(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert main(["train", "--arch", "6111", "--distill", "--epochs", "1"]) == 2
+    assert "only apply to a supernet" in capsys.readouterr().err
+    assert main(["train", "--arch", "|nor_conv_3x3~0|"]) == 2

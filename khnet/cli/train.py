@@ -43,6 +43,10 @@ def train(
         Path | None, typer.Option("--run-dir", "-o", help="Run directory (default runs/<method>-<time>).")
     ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory exactly.")] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Train this one network from scratch with the supernet's recipe instead (the baseline)."),
+    ] = None,
     method: Annotated[str, typer.Option(help="kshot-hypernet, kshot or weight-sharing.")] = "kshot-hypernet",
     epochs: Annotated[
         int | None, typer.Option(help="Training epochs (paper: 300); with --resume, a new total.")
@@ -114,6 +118,9 @@ def train(
     rank0 = os.environ.get("RANK", "0") == "0"
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    if arch is not None:
+        _train_one_arch(ctx, arch, json_output)
+        return
     if resume is not None:
         ignored = [
             "--" + name.replace("_", "-")
@@ -232,6 +239,55 @@ def _render(events, directory: Path, json_output: bool = False) -> None:
         out_console.print(table)
     if stopped_by in _SIGNAL_EXIT:  # saved and resumable, but not finished: say so to the shell
         raise typer.Exit(_SIGNAL_EXIT[stopped_by])
+
+
+# supernet-only settings: refused with --arch, which trains one network
+_SUPERNET_OPTIONS = (
+    "resume", "method", "sampler", "tau", "num_subnets", "distill", "distill_warmup_epochs", "recipe",
+    "subnet_reduction", "generator_lr_scale", "hidden", "num_kernels", "generator", "residual_gain",
+    "teacher_kernels", "stop_after_epochs", "amp",
+)  # fmt: skip
+
+
+def _train_one_arch(ctx: typer.Context, arch: str, json_output: bool) -> None:
+    """``khnet train --arch``: one NB201Net from scratch (``khnet.scratch``), saved with its accuracies."""
+    from khnet.export import save_network
+    from khnet.files import write_json
+    from khnet.scratch import train_network
+    from khnet.space import Arch
+    from khnet.train import TrainConfig
+
+    given = [n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    refused = ["--" + n.replace("_", "-") for n in given if n in _SUPERNET_OPTIONS]
+    if refused:
+        raise UsageError(f"--arch trains one network from scratch; {', '.join(refused)} only apply to a supernet")
+    p = ctx.params
+    parsed = Arch.coerce(arch)
+    config = TrainConfig(
+        dataset=p["dataset"], data_dir=str(p["data_dir"]) if p["data_dir"] else None,
+        epochs=300 if p["epochs"] is None else p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+        min_lr=p["min_lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
+        warmup_epochs=p["warmup_epochs"], grad_clip=p["grad_clip"], max_steps_per_epoch=p["max_steps_per_epoch"],
+        seed=p["seed"], device=p["device"], channels_last=p["channels_last"], num_workers=p["workers"],
+    )  # fmt: skip
+    shape = {**(PROXY if p["proxy"] else {"channels": 16, "cells_per_stage": 5})}
+    shape.update({k: p[k] for k in ("channels", "cells_per_stage") if p[k] is not None})
+    directory = p["run_dir"] or Path("runs") / f"scratch-{parsed.index}-{time.strftime('%Y%m%d-%H%M%S')}"
+    err_console.print(f"training {parsed} (index {parsed.index}) from scratch, {config.epochs} epochs", highlight=False)
+    net, result = train_network(parsed, config, shape["channels"], shape["cells_per_stage"])
+    files = save_network(net.cpu(), Path(directory) / "net.safetensors")
+    report = {**result.to_dict(), "C": shape["channels"], "N": shape["cells_per_stage"], "dataset": config.dataset,
+              "files": [str(f) for f in files]}  # fmt: skip
+    write_json(Path(directory) / "scratch.json", {**report, "train": config.to_dict()})
+    if json_output:
+        print_json(report)
+        return
+    out_console.print(
+        f"{result.arch} (index {result.index}), C={shape['channels']}, N={shape['cells_per_stage']}: valid "
+        f"{result.valid_accuracy:.2f}%, test {result.test_accuracy:.2f}% after {result.epochs} epochs "
+        f"({result.seconds:.0f} s); wrote {files[0]}",
+        highlight=False,
+    )
 
 
 _RESUME_OPTIONS = ("resume", "epochs", "stop_after_epochs", "json_output")
