@@ -6,12 +6,17 @@ import os
 
 import torch
 
-__all__ = ["init_from_env", "local_rank"]
+__all__ = ["init_from_env", "is_main_process", "local_rank"]
 
 
 def local_rank() -> int:
     """This process's GPU slot on its machine (0 without torchrun)."""
     return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Whether this process reports and writes shared files: rank 0 of a torchrun job, or the only process."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def init_from_env(device: torch.device) -> tuple[int, int]:

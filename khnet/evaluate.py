@@ -328,7 +328,7 @@ def _records(supernet, archs, rep_of, done, fresh, settings, gt) -> Iterator[Eva
     """One record per requested arch, with its costs at the supernet's shape and the benchmark's accuracy."""
     info = dataset_info(settings.dataset)  # no images read: stored results need no data
     bench = benchmark_setting(info.benchmark, settings.split)
-    num_classes, resolution = _shape_of(supernet)
+    num_classes, resolution = supernet.config.num_classes, info.resolution  # the network as it is evaluated
     for arch in archs:
         cls = rep_of[arch]
         result = done[cls]
@@ -340,10 +340,6 @@ def _records(supernet, archs, rep_of, done, fresh, settings, gt) -> Iterator[Eva
             benchmark_accuracy=gt.accuracy(arch, *bench) if bench else None,
             seconds=result["seconds"], reused=cls not in fresh,
         )  # fmt: skip
-
-
-def _shape_of(supernet: nn.Module) -> tuple[int, int]:
-    return supernet.config.num_classes, 16 if supernet.config.num_classes == 120 else 32
 
 
 # ---------------------------------------------------------------- summary

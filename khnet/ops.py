@@ -14,7 +14,18 @@ from torch import nn
 
 from khnet.space import OP_NAMES
 
-__all__ = ["OPS", "AvgPool", "Identity", "ReLUConvBN", "ReductionBlock", "Zero", "avg_pool_3x3", "build_op"]
+__all__ = [
+    "OPS",
+    "AvgPool",
+    "Identity",
+    "ReLUConvBN",
+    "ReductionBlock",
+    "Zero",
+    "apply_op",
+    "avg_pool_3x3",
+    "build_op",
+    "relu_conv_bn",
+]
 
 
 class ReLUConvBN(nn.Module):
@@ -72,6 +83,24 @@ def avg_pool_3x3(x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Te
     ones, counts = cached
     sums = F.conv2d(x, ones, padding=1, groups=C)
     return sums / counts if scale is None else sums * (scale / counts)
+
+
+def relu_conv_bn(x: torch.Tensor, kernel: torch.Tensor, bn: nn.Module) -> torch.Tensor:
+    """``nor_conv_kxk`` with an external kernel (C_out, C_in, k, k): ReLU -> bias-free conv (stride 1, same
+    padding) -> ``bn``; what ``ReLUConvBN`` computes with its own weight."""
+    return bn(F.conv2d(F.relu(x), kernel, padding=kernel.shape[-1] // 2))
+
+
+def apply_op(op: str, x: torch.Tensor, kernel: torch.Tensor | None = None, bn: nn.Module | None = None) -> torch.Tensor:
+    """The candidate op ``op`` on x (B, C, H, W), stride 1, with the conv's kernel and BatchNorm passed in (the
+    supernet's edges keep no conv weights of their own). ``none`` gives zeros; callers skip it instead."""
+    if op == "skip_connect":
+        return x
+    if op == "avg_pool_3x3":
+        return avg_pool_3x3(x)
+    if op == "none":
+        return torch.zeros_like(x)
+    return relu_conv_bn(x, kernel, bn)
 
 
 class AvgPool(nn.Module):

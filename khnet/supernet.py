@@ -34,7 +34,7 @@ from khnet.files import (
 )
 from khnet.hypernet import arch_encoding, build_kernel_source, group_name
 from khnet.network import NB201Net, stage_layout
-from khnet.ops import ReductionBlock, avg_pool_3x3
+from khnet.ops import ReductionBlock, apply_op, avg_pool_3x3
 from khnet.space import CONV_OPS, EDGES, NUM_EDGES, NUM_NODES, OP_NAMES, Arch
 
 __all__ = ["SuperCell", "SuperEdge", "SuperNet"]
@@ -49,11 +49,7 @@ class SuperEdge(nn.Module):
 
     def forward(self, x: torch.Tensor, op: str, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """``op`` applied to x (B, C, H, W); ``kernel`` (C, C, K, K) for conv ops. Never called for ``none``."""
-        if op == "skip_connect":
-            return x
-        if op == "avg_pool_3x3":
-            return avg_pool_3x3(x)
-        return self.bn[op](F.conv2d(F.relu(x), kernel, padding=kernel.shape[-1] // 2))
+        return apply_op(op, x, kernel, self.bn[op] if op in CONV_OPS else None)
 
     def forward_mixed(self, x: torch.Tensor, weights: torch.Tensor, kernels: dict[str, torch.Tensor]) -> torch.Tensor:
         """sum over ops of ``weights[k] * op_k(x)`` (``weights`` (5,) in ``OP_NAMES`` order; ``none`` adds

@@ -16,6 +16,7 @@ import torch
 from khnet.checkpoint import CheckpointError
 from khnet.cli.main import main
 from khnet.config import SupernetConfig
+from khnet.errors import UsageError
 from khnet.export import ExportError, load_network, save_network
 from khnet.hub import resolve_supernet, save_pretrained, sha256_of
 from khnet.network import NB201Net
@@ -174,6 +175,12 @@ def test_search_matches_brute_force_and_respects_budgets():
     for budget, result in zip(budgets, evolved, strict=True):
         assert all(budget.admits_cost(c.cost) for c in result.winners)
         assert result.evaluated <= 60 or result.strategy == "exhaustive"
+        # against the brute-force ranking of the same budget: true accuracies, and better than a random pick
+        ranking = brute_force(budget, 100_000)
+        truth = dict(ranking)
+        assert all(truth[c.iso_class] == c.accuracy for c in result.winners)
+        median = sorted(acc for _, acc in ranking)[len(ranking) // 2]
+        assert result.winners[0].accuracy > median
 
 
 def test_latency_budget_and_impossible_budgets():
@@ -188,7 +195,7 @@ def test_latency_budget_and_impossible_budgets():
     (none,) = search_budgets([Budget(max_mflops=1)], fake_evaluate)
     assert not none.winners and none.cheapest.cost.mflops == pytest.approx(7.78305)
     assert [parse_quantity(v) for v in ("50M", "5e7", "50000000", "0.5m", "2k")] == [5e7, 5e7, 5e7, 5e5, 2e3]
-    with pytest.raises(Exception, match="not a number"):
+    with pytest.raises(UsageError, match="not a number"):
         parse_quantity("fifty")
 
 

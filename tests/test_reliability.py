@@ -16,6 +16,7 @@ from khnet.cli._common import print_json
 from khnet.cli.main import main
 from khnet.cli.train import _render
 from khnet.config import SupernetConfig
+from khnet.errors import UsageError
 from khnet.evaluate import EvalSettings, evaluate_archs
 from khnet.hub import pull_from_zoo, resolve_supernet, save_pretrained, sha256_of
 from khnet.search import measure_latency
@@ -98,7 +99,7 @@ def test_zoo_checks_its_config_and_names_are_unambiguous(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert resolve_supernet("zoo:tiny").zoo.name == "tiny"
     (tmp_path / "tiny").mkdir()  # a local folder with the entry's name
-    with pytest.raises(Exception, match=r"both a zoo entry and a local path; write zoo:tiny"):
+    with pytest.raises(UsageError, match=r"both a zoo entry and a local path; write zoo:tiny"):
         resolve_supernet("tiny")
     assert resolve_supernet("zoo:tiny").model.config.channels == 4
     config = zoo / "tiny" / "config.json"

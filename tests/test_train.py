@@ -11,6 +11,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 
 from khnet.checkpoint import CheckpointError, load_supernet, read_run_config, state_hash
 from khnet.cli.main import main
@@ -169,15 +170,33 @@ def test_generator_lr_scale_splits_the_kernel_source_and_scales_its_rate(tmp_pat
 
 
 @pytest.mark.parametrize("distill", [True, False])
-def test_train_step_both_distillation_modes(distill):
+def test_train_step_both_distillation_modes(distill, monkeypatch):
+    """With distillation the K subnets learn the teacher's softmax (soft cross-entropy, once per subnet, against
+    exactly the teacher's probabilities of this step); without it the labels; the teacher step moves beta."""
+    import khnet.train as train_module
+
     torch.manual_seed(0)
     model = SuperNet(TINY_MODEL)
-    config = TrainConfig(distill=distill)
+    config = TrainConfig(distill=distill, num_subnets=3)
     optimizer = build_optimizer(model, config)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     beta = model.beta.detach().clone()
+    teacher_logits, soft_targets = [], []
+    real_teacher, real_soft = model.forward_teacher, train_module._soft_cross_entropy
+    monkeypatch.setattr(
+        model, "forward_teacher", lambda *a, **k: teacher_logits.append(real_teacher(*a, **k)) or teacher_logits[-1]
+    )
+    monkeypatch.setattr(
+        train_module, "_soft_cross_entropy", lambda logits, t: soft_targets.append(t) or real_soft(logits, t)
+    )
     lt, ls, acc = train_step(model, optimizer, x, y, torch.Generator().manual_seed(0), config, warmup=False)
     assert all(map(lambda v: v == v and abs(v) < 1e3, (lt, ls))) and 0 <= acc <= 100
+    assert lt == pytest.approx(F.cross_entropy(teacher_logits[0].detach(), y).item(), rel=1e-6)
+    if distill:
+        expected = teacher_logits[0].detach().float().softmax(-1)
+        assert len(soft_targets) == 3 and all(torch.equal(t, expected) for t in soft_targets)
+    else:
+        assert soft_targets == []
     assert not torch.equal(beta, model.beta)  # the teacher step moved beta
 
 

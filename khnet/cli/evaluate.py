@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +56,7 @@ def evaluate(
     json_output: JsonOpt = False,
 ) -> None:
     """Evaluate subnets from a supernet (bake, recalibrate BatchNorm, test) and compare with NAS-Bench-201."""
+    from khnet.distributed import is_main_process
     from khnet.evaluate import evaluate_archs, stratified_sample, summarize  # torch: only when a command runs
     from khnet.hub import resolve_supernet
     from khnet.runtime import tune_allocator
@@ -83,8 +83,9 @@ def evaluate(
     settings = resolved.eval_settings(split, dataset, test_images, calib_images, seed, batch_size,
                                       str(data_dir) if data_dir else None)  # fmt: skip
     records = []
-    quiet = json_output or os.environ.get("RANK", "0") != "0"
-    with ProgressReporter("evaluating", quiet=os.environ.get("RANK", "0") != "0") as progress:  # stderr: --json too
+    main_process = is_main_process()
+    quiet = json_output or not main_process
+    with ProgressReporter("evaluating", quiet=not main_process) as progress:  # stderr: --json too
         stores = {"results_dir": resolved.results_dir, "shipped_results": resolved.shipped_results}
         run = evaluate_archs(
             resolved.model, chosen, settings, **stores, progress=progress.update, subnets_per_pass=subnets_per_pass
@@ -99,7 +100,7 @@ def evaluate(
     summary["split"] = settings.split
     bench = benchmark_setting(info.benchmark, settings.split)
     summary["benchmark_setting"] = f"{bench[0]} {bench[1]}" if bench else None  # what `benchmark` columns hold
-    if os.environ.get("RANK", "0") == "0" and resolved.results_dir is not None:
+    if main_process and resolved.results_dir is not None:
         from khnet.checkpoint import write_json
 
         # the last evaluation's figures, for the model card `khnet export` writes
@@ -111,7 +112,7 @@ def evaluate(
             str(plot_distribution(records, plots, info.note)),
             str(plot_accuracy_vs_rank(records, plots, info.note)),
         ]
-    if os.environ.get("RANK", "0") != "0" or (quiet and not json_output):
+    if not main_process or (quiet and not json_output):
         return  # under torchrun only rank 0 reports
     if json_output:
         print_json({"summary": summary, "records": [r.to_dict() for r in records]})

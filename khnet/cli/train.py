@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -115,7 +114,9 @@ def train(
 
     tune_allocator()  # freed CPU memory stays in the process: fewer page faults (docs/performance.md)
 
-    rank0 = os.environ.get("RANK", "0") == "0"
+    from khnet.distributed import is_main_process
+
+    rank0 = is_main_process()
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     if arch is not None:
