@@ -8,7 +8,7 @@ tensors and plain values, read back with ``weights_only=True``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from khnet.files import (
     write_json,
     write_supernet_files,
 )
+
+if TYPE_CHECKING:
+    from khnet.supernet import SuperNet
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -48,7 +51,7 @@ __all__ = [
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def save_supernet(model: torch.nn.Module, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_supernet(model: SuperNet, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model.safetensors``, the flat ``config.json`` and (when ``extra`` has training details)
     ``training.json`` into ``directory`` atomically; returns the weights' path.
 
@@ -60,7 +63,7 @@ def save_supernet(model: torch.nn.Module, directory: str | Path, extra: dict[str
     return write_supernet_files(directory, model.state_dict(), model.config.to_dict(), metadata, extra or None)
 
 
-def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_supernet(path: str | Path, device: str | torch.device = "cpu") -> SuperNet:
     """Load a supernet from a run directory or a ``.safetensors`` file (with its ``config.json``).
 
     Raises:

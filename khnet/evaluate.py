@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
 from khnet.results import ResultsLock, ResultsWriter, read_result_rows, read_results, write_results_table
 from khnet.space import Arch, isomorphism_classes, stratified_sample
 from khnet.stacked import StackedNets
+
+if TYPE_CHECKING:
+    from khnet.supernet import SuperNet
 
 __all__ = [
     "EvalRecord",
@@ -157,7 +160,7 @@ def measure_accuracy(
 
 
 def evaluate_subnet(
-    supernet: nn.Module,
+    supernet: SuperNet,
     arch: Arch | str | int,
     calib: torch.Tensor,
     images: torch.Tensor,
@@ -183,7 +186,7 @@ def auto_subnets_per_pass(device: torch.device) -> int:
 
 
 def evaluate_subnets(
-    supernet: nn.Module,
+    supernet: SuperNet,
     archs: Sequence[Arch | str | int],
     calib: torch.Tensor,
     images: torch.Tensor,
@@ -213,7 +216,7 @@ def evaluate_subnets(
 
 
 def evaluate_archs(
-    supernet: nn.Module,
+    supernet: SuperNet,
     archs: Sequence[Arch | str | int],
     settings: EvalSettings | None = None,
     results_dir: str | Path | None = None,
@@ -289,7 +292,7 @@ def evaluate_archs(
 
 
 def _evaluate_classes(
-    supernet: nn.Module,
+    supernet: SuperNet,
     classes: Sequence[int],
     settings: EvalSettings,
     writer: ResultsWriter | None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from khnet.data import DatasetInfo
 from khnet.errors import ExportError, ExportFormatError, UsageError
 from khnet.network import NB201Net
 from khnet.space import Arch
+
+if TYPE_CHECKING:
+    from khnet.supernet import SuperNet
 
 __all__ = [
     "FORMATS",
@@ -197,7 +200,7 @@ def load_network(path: str | Path) -> torch.nn.Module:
 
 
 def bake_subnet(
-    supernet: torch.nn.Module, arch: Arch | str | int, dataset: str, calib_images: int = 2048,
+    supernet: SuperNet, arch: Arch | str | int, dataset: str, calib_images: int = 2048,
     seed: int = 0, data_dir: str | None = None,
 ) -> tuple[NB201Net, DatasetInfo]:  # fmt: skip
     """A standalone ``NB201Net`` for ``arch`` with the supernet's generated weights baked in and its

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,9 @@ from khnet.checkpoint import CheckpointError, atomic_write, load_supernet, read_
 from khnet.errors import KhnetError, UsageError
 from khnet.files import METADATA_KEYS
 from khnet.zoo import HUB_FILES, ZooEntry, download_snapshot, pull_from_zoo, sha256_of, zoo_entries
+
+if TYPE_CHECKING:
+    from khnet.supernet import SuperNet
 
 __all__ = [
     "ResolvedSupernet",
@@ -52,7 +55,7 @@ class ResolvedSupernet:
         zoo: the registry entry when ``source`` named a zoo entry.
     """
 
-    model: torch.nn.Module
+    model: SuperNet
     source: str
     results_dir: Path
     dataset: str | None
@@ -193,7 +196,7 @@ def shareable_training(training: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_pretrained(
-    supernet: torch.nn.Module,
+    supernet: SuperNet,
     directory: str | Path,
     config: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,

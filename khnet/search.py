@@ -20,12 +20,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from khnet.errors import KhnetError, UsageError
 from khnet.network import NB201Net
 from khnet.space import NUM_EDGES, OP_NAMES, Arch, Cost, isomorphism_classes
+
+if TYPE_CHECKING:
+    from khnet.supernet import SuperNet
 
 __all__ = [
     "BUDGET_NETWORKS",
@@ -412,7 +416,7 @@ class SupernetEvaluator:
 
     def __init__(
         self,
-        supernet: torch.nn.Module,
+        supernet: SuperNet,
         settings,
         results_dir: Path | None,
         shipped_results: Path | None = None,
@@ -440,7 +444,7 @@ class SupernetEvaluator:
 
 
 def supernet_evaluator(
-    supernet: torch.nn.Module, settings, results_dir: Path | None, shipped_results: Path | None = None
+    supernet: SuperNet, settings, results_dir: Path | None, shipped_results: Path | None = None
 ) -> SupernetEvaluator:
     """A ``SupernetEvaluator`` (kept for callers of the earlier function API)."""
     return SupernetEvaluator(supernet, settings, results_dir, shipped_results)

@@ -97,3 +97,11 @@ def test_space_dataset_filter(capsys):
         main(["space", "6111", "--dataset", "mnist"]) == 2
         and "unknown benchmark dataset 'mnist'" in capsys.readouterr().err
     )
+
+
+def test_debug_shows_the_traceback(capsys):
+    from khnet.errors import ArchError
+
+    assert main(["space", "15625"]) == 2  # one line, exit 2
+    with pytest.raises(ArchError, match="out of range"):
+        main(["--debug", "space", "15625"])

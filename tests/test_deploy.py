@@ -397,3 +397,24 @@ def test_push_keeps_a_readme_already_on_the_hub_and_names_the_library(tmp_path, 
     assert calls[-1] == ("upload", ["config.json", "model.safetensors", "training.json"])
     push_to_hub(tmp_path / "hub", "o/n", overwrite_card=True)
     assert "README.md" in calls[-1][1]
+
+
+def test_a_lone_safetensors_file_loads_from_its_metadata(tmp_path, supernet):
+    """Only model.safetensors, no config.json: the model config stored in its metadata builds the network."""
+    supernet.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").unlink()
+    loaded = resolve_supernet(tmp_path / "m" / "model.safetensors").model
+    assert loaded.config == supernet.config
+    pairs = zip(loaded.state_dict().values(), supernet.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_latency_budget_end_to_end(trained_run, capsys, monkeypatch, tmp_path):
+    """khnet search --max-latency-ms measures the candidates (cached per machine) and keeps the winners under it."""
+    monkeypatch.setenv("KHNET_RESULTS", str(tmp_path / "r"))
+    monkeypatch.setenv("KHNET_DATA", str(tmp_path / "data"))  # the latency cache sits beside the data root
+    argv = ["search", "-s", str(trained_run), "--max-latency-ms", "1000", "--max-evals", "6", "--top", "2",
+            "--test-images", "32", "--calib-images", "32", "--json", "--allow-empty"]  # fmt: skip
+    assert main(argv) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["winners"] and all(0 < w["latency_ms"] <= 1000 for w in result["winners"])

@@ -200,3 +200,22 @@ def test_torchrun_shards_classes_across_ranks(tmp_path):
         r.to_dict() for r in evaluate_archs(_supernet(), [Arch.from_index(i) for i in (6111, 0, 9930, 1462, 77)], FAST)
     ]
     assert [r["accuracy"] for r in merged] == [r["accuracy"] for r in single]
+
+
+def test_recalibration_over_several_batches_merges_exactly():
+    """Batches of 7 give the exact mean and unbiased variance of the whole subset (Chan's merge) for a
+    BatchNorm whose input does not depend on other BatchNorms: the same as one batch of all 40 images."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
+    data = torch.randn(40, 3, 8, 8) * 3 + 1
+    recalibrate_bn(net, data, 40)
+    one = (net[1].running_mean.clone(), net[1].running_var.clone())
+    assert recalibrate_bn(net, data, 40, batch_size=7) == 40
+    assert torch.allclose(net[1].running_mean, one[0], atol=1e-5)
+    assert torch.allclose(net[1].running_var, one[1], rtol=1e-5)
+    batches = [(data[i : i + 9], torch.zeros(9)) for i in range(0, 40, 9)]  # (images, labels) batches
+    assert recalibrate_bn(net, batches, 30) == 30
+    with torch.no_grad():
+        y = net[0](data[:30])
+    assert torch.allclose(net[1].running_mean, y.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(net[1].running_var, y.var((0, 2, 3), unbiased=True), rtol=1e-5)
