@@ -44,6 +44,7 @@ __all__ = [
     "parse_budgets",
     "parse_quantity",
     "search_budgets",
+    "search_supernet",
     "supernet_evaluator",
 ]
 
@@ -448,3 +449,43 @@ def supernet_evaluator(
 ) -> SupernetEvaluator:
     """A ``SupernetEvaluator`` (kept for callers of the earlier function API)."""
     return SupernetEvaluator(supernet, settings, results_dir, shipped_results)
+
+
+def search_supernet(
+    supernet: SuperNet,
+    budgets: Sequence[Budget],
+    settings,
+    *,
+    results_dir: Path | None = None,
+    shipped_results: Path | None = None,
+    budget_net: str = "deployed",
+    top: int = 10,
+    max_evals: int = 300,
+    seed: int = 0,
+    device: str = "cpu",
+    latency_batch: int = 1,
+    remeasure: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[SearchResult], dict]:
+    """``khnet search`` as a library call: the best subnets of ``supernet`` for each budget, ranked on
+    ``settings`` (an ``EvalSettings``, normally the validation split), costs on the ``budget_net`` network
+    (``budget_shape``), latencies measured on ``device`` (only for latency budgets), stored results reused
+    from ``shipped_results`` and ``results_dir``. Returns the results and the cost shape the budgets used.
+
+    Raises:
+        UsageError: an unknown ``budget_net``.
+    """
+    from khnet.data import dataset_info
+
+    if budget_net not in BUDGET_NETWORKS:
+        raise UsageError(f"--budget-net {budget_net!r}: choose deployed or benchmark")
+    cfg = supernet.config
+    shape = budget_shape(cfg, dataset_info(settings.dataset).resolution, budget_net)
+
+    def latency(arch: Arch) -> float:
+        return measure_latency(arch, device, latency_batch, cfg.num_classes, cfg.channels, cfg.cells_per_stage,
+                               resolution=shape["resolution"], remeasure=remeasure)  # fmt: skip
+
+    evaluator = SupernetEvaluator(supernet, settings, results_dir, shipped_results, progress=progress)
+    results = search_budgets(budgets, evaluator, top, max_evals, seed, latency, shape, stored=evaluator.stored)
+    return results, shape

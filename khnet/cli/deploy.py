@@ -116,18 +116,10 @@ def search(
     A zoo entry answers from its shipped whole-space table, with no data and no evaluation.
     Examples: khnet search --max-flops 5M ; khnet search --budget-net benchmark --max-flops 100M --top 3
     """
-    from khnet.data import dataset_info
     from khnet.export import bake_subnet, save_network
     from khnet.hub import resolve_supernet
     from khnet.runtime import resolve_device, tune_allocator
-    from khnet.search import (
-        BUDGET_NETWORKS,
-        SupernetEvaluator,
-        budget_shape,
-        measure_latency,
-        parse_budgets,
-        search_budgets,
-    )
+    from khnet.search import BUDGET_NETWORKS, parse_budgets, search_supernet
 
     tune_allocator()
     budgets = parse_budgets(max_flops or [], max_params or [], max_latency_ms or [])
@@ -137,19 +129,14 @@ def search(
     if export_dir:
         ensure_writable(export_dir, "--export")
     resolved = resolve_supernet(supernet, device)
-    cfg = resolved.model.config
     settings = resolved.eval_settings("valid", dataset, test_images, calib_images, seed,
                                       data_dir=str(data_dir) if data_dir else None)  # fmt: skip
-    shape = budget_shape(cfg, dataset_info(settings.dataset).resolution, budget_net)
-
-    def latency(arch):
-        return measure_latency(arch, device, latency_batch, cfg.num_classes, cfg.channels, cfg.cells_per_stage,
-                               resolution=shape["resolution"], remeasure=remeasure)  # fmt: skip
-
     with ProgressReporter("search: evaluating subnets on the validation split") as progress:
-        evaluator = SupernetEvaluator(resolved.model, settings, resolved.results_dir, resolved.shipped_results,
-                                      progress=progress.update)  # fmt: skip
-        results = search_budgets(budgets, evaluator, top, max_evals, seed, latency, shape, stored=evaluator.stored)
+        results, shape = search_supernet(
+            resolved.model, budgets, settings, results_dir=resolved.results_dir,
+            shipped_results=resolved.shipped_results, budget_net=budget_net, top=top, max_evals=max_evals, seed=seed,
+            device=device, latency_batch=latency_batch, remeasure=remeasure, progress=progress.update,
+        )  # fmt: skip
     exported = {}
     if export_dir:
         for i, result in enumerate(results):
