@@ -61,6 +61,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "build_optimizer",
+    "optimizer_step",
     "sgd_optimizer",
     "train_step",
     "train_supernet",
@@ -153,7 +154,7 @@ def train_step(
         loss_teacher = F.cross_entropy(teacher_logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     _backward(loss_teacher, scaler)
-    _optimizer_step(model, optimizer, config, sync, scaler, weight_decay=True)
+    optimizer_step(model, optimizer, config, sync, scaler, weight_decay=True)
     soft_labels = teacher_logits.detach().float().softmax(-1)
 
     # b. K subnets from the sampler, on the soft labels (or the true labels without distillation)
@@ -168,7 +169,7 @@ def train_step(
         loss_subnets += loss.item() / len(archs)
 
     # c. one step without weight decay
-    _optimizer_step(model, optimizer, config, sync, scaler, weight_decay=False)
+    optimizer_step(model, optimizer, config, sync, scaler, weight_decay=False)
     if sync is not None:
         sync.buffers(model)
     accuracy = (teacher_logits.detach().argmax(-1) == y).float().mean().item() * 100
@@ -181,7 +182,9 @@ def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
     (scaler.scale(loss) if scaler else loss).backward()
 
 
-def _optimizer_step(model, optimizer, config, sync, scaler, weight_decay: bool) -> None:
+def optimizer_step(model, optimizer, config, sync, scaler, weight_decay: bool) -> None:
+    """One SGD step of Algorithm 1: weight decay on (the teacher's step) or off (the subnets'), gradients
+    unscaled (fp16), averaged over ranks (``sync``) and clipped (``config.grad_clip``) first."""
     for group in optimizer.param_groups:
         group["weight_decay"] = group["base_weight_decay"] if weight_decay else 0.0
     if scaler:

@@ -24,8 +24,8 @@ from khnet.train import (
     StoppedEvent,
     TrainConfig,
     TrainingDiverged,
-    _optimizer_step,
     build_optimizer,
+    optimizer_step,
     train_step,
     train_supernet,
 )
@@ -140,9 +140,9 @@ def test_weight_decay_only_in_teacher_step_and_never_on_bn_or_bias():
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    _optimizer_step(model, optimizer, config, None, None, weight_decay=False)
+    optimizer_step(model, optimizer, config, None, None, weight_decay=False)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
-    _optimizer_step(model, optimizer, config, None, None, weight_decay=True)
+    optimizer_step(model, optimizer, config, None, None, weight_decay=True)
     for n, p in model.named_parameters():
         expected = before[n] * (1 - 0.1 * 0.5) if id(p) in decay else before[n]
         assert torch.allclose(p, expected), n
