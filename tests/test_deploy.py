@@ -418,3 +418,21 @@ def test_latency_budget_end_to_end(trained_run, capsys, monkeypatch, tmp_path):
     assert main(argv) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert result["winners"] and all(0 < w["latency_ms"] <= 1000 for w in result["winners"])
+
+
+@pytest.mark.slow
+def test_aotinductor_package_round_trip(tmp_path):
+    """khnet sample --compile: an AOTInductor package (.pt2, BatchNorm folded) that load_network runs with the
+    network's logits. About 40 s of C++ compilation; skipped where there is no compiler."""
+    import shutil
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("no C++ compiler for AOTInductor here")
+    torch.manual_seed(0)
+    net = NB201Net(6111, C=4, N=1).eval()
+    (path,) = save_network(net, tmp_path / "net.pt2", fold=True, compile=True)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(load_network(path)(x), net(x), atol=1e-5)
+    with pytest.raises(ExportError, match="name the output"):
+        save_network(net, tmp_path / "net.pt", compile=True)
