@@ -33,6 +33,7 @@ from functools import partial
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,6 +87,10 @@ class DatasetInfo:
     std: tuple[float, float, float]
     benchmark: str | None
     note: str = ""
+
+    def input_spec(self) -> dict[str, Any]:
+        """What a network trained on it expects: ``resolution`` (pixels), per-channel ``mean`` and ``std``."""
+        return {"resolution": self.resolution, "mean": list(self.mean), "std": list(self.std)}
 
 
 class ArrayDataset(Dataset):

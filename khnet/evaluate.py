@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EvalRecord",
     "EvalSettings",
-    "auto_subnets_per_pass",
     "benchmark_setting",
     "calibration_images",
     "eval_data",
@@ -177,14 +176,6 @@ def evaluate_subnet(
     return measure_accuracy(fold_bn(net.eval()), images, labels, batch_size)
 
 
-def auto_subnets_per_pass(device: torch.device) -> int:
-    """How many subnets ``evaluate_archs`` stacks per pass by default: 1 everywhere for now. On this 2-core
-    CPU stacking was measured slower at proxy and full size (the ops are bound by memory traffic, not by
-    per-op overhead; docs/performance.md); on a GPU, where small subnets are launch-bound, it is expected to
-    pay but has not been measured yet (``benchmarks/eval_throughput.py --stacked G`` measures it)."""
-    return 1
-
-
 def evaluate_subnets(
     supernet: SuperNet,
     archs: Sequence[Arch | str | int],
@@ -226,7 +217,7 @@ def evaluate_archs(
     model_hash: str | None = None,
     shipped_results: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-    subnets_per_pass: int | None = None,
+    subnets_per_pass: int = 1,
 ) -> Iterator[EvalRecord]:
     """Evaluate ``archs`` from ``supernet`` (bake, recalibrate BN, test), one record per arch, in order.
 
@@ -244,11 +235,12 @@ def evaluate_archs(
         progress: called as ``progress(done, total)`` after each subnet this process evaluates (stored results
             are not counted); records are yielded once all are evaluated.
         subnets_per_pass: evaluate this many subnets together (``evaluate_subnets``; same results up to float
-            rounding); None: ``auto_subnets_per_pass`` for the device.
+            rounding). 1 is the default because stacking was measured slower on the CPU at proxy and full size
+            (docs/performance.md); on a GPU, where small subnets are launch-bound, try more.
     """
     import torch.distributed as dist
 
-    if subnets_per_pass is not None and subnets_per_pass < 1:
+    if subnets_per_pass < 1:
         raise UsageError(f"subnets_per_pass={subnets_per_pass}: give 1 or more")
 
     settings = settings or EvalSettings()
@@ -274,8 +266,7 @@ def evaluate_archs(
     supernet.eval()
     try:
         writer = ResultsWriter(Path(results_dir), model_hash, rank) if results_dir is not None and mine else None
-        group = subnets_per_pass or auto_subnets_per_pass(param.device if param is not None else torch.device("cpu"))
-        fresh = _evaluate_classes(supernet, mine, settings, writer, channels_last, group, progress)
+        fresh = _evaluate_classes(supernet, mine, settings, writer, channels_last, subnets_per_pass, progress)
     finally:
         supernet.train(was_training)
         if lock is not None:

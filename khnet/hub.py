@@ -235,10 +235,9 @@ def _input_of(dataset: str | None) -> dict[str, Any] | None:
     if not dataset:
         return None
     try:
-        info = dataset_info(dataset)
+        return dataset_info(dataset).input_spec()
     except DataUsageError:
         return None
-    return {"resolution": info.resolution, "mean": list(info.mean), "std": list(info.std)}
 
 
 def push_to_hub(directory: str | Path, repo_id: str, private: bool = False, revision: str | None = None,

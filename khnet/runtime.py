@@ -5,10 +5,12 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-
-import torch
+from typing import TYPE_CHECKING
 
 from khnet.errors import KhnetError, UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["resolve_device", "tune_allocator"]
 
@@ -20,6 +22,8 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
         UsageError: a name that is no device (``tpu``, ``gpu0``).
         KhnetError: a CUDA device on a machine without CUDA or without that GPU.
     """
+    import torch
+
     text = str(name).strip().lower()
     if text == "auto":
         text = "cuda" if torch.cuda.is_available() else "cpu"
@@ -58,7 +62,7 @@ def tune_allocator(enable: bool = True) -> bool:
 
     Applies to the whole process and only on Linux with glibc (elsewhere nothing changes);
     ``KHNET_TUNE_ALLOCATOR=0`` turns it off. ``enable=False`` restores glibc's default values (without its
-    dynamic mmap threshold). The CLI calls it for ``train``, ``eval``, ``search`` and ``sample``.
+    dynamic mmap threshold). The CLI calls it once at start-up (it imports no torch).
 
     Returns:
         True when the settings were applied.

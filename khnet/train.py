@@ -380,7 +380,7 @@ class _Run:
                 dist.broadcast(tensor, src=0)
         self.is_writer = self.rank == 0
         self.extra = {  # config.json gets input and khnet_version, training.json the rest (khnet.files)
-            "input": {"resolution": info.resolution, "mean": list(info.mean), "std": list(info.std)},
+            "input": info.input_spec(),
             "khnet_version": __version__,
             "train": config.to_dict(),
             "dataset": {"name": info.name, "note": info.note, "benchmark": info.benchmark},

@@ -53,9 +53,7 @@ def sample(
     """
     from khnet.export import bake_subnet, network_config, save_network
     from khnet.hub import resolve_supernet
-    from khnet.runtime import tune_allocator
 
-    tune_allocator()
     resolved = resolve_supernet(supernet, device)
     where = str(data_dir) if data_dir else None
     data, note = resolved.calibration_dataset(dataset, where)
@@ -118,10 +116,9 @@ def search(
     """
     from khnet.export import bake_subnet, save_network
     from khnet.hub import resolve_supernet
-    from khnet.runtime import resolve_device, tune_allocator
+    from khnet.runtime import resolve_device
     from khnet.search import BUDGET_NETWORKS, parse_budgets, search_supernet
 
-    tune_allocator()
     budgets = parse_budgets(max_flops or [], max_params or [], max_latency_ms or [])
     if budget_net not in BUDGET_NETWORKS:
         raise UsageError(f"--budget-net {budget_net!r}: choose deployed or benchmark")

@@ -50,18 +50,14 @@ def evaluate(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     plots: Annotated[Path | None, typer.Option(help="Write the distribution and rank plots (PNG) here.")] = None,
     subnets_per_pass: Annotated[
-        int | None,
-        typer.Option(min=1, max=64, help="Evaluate N subnets together (stacked; default: 1, the fastest measured)."),
-    ] = None,
+        int, typer.Option(min=1, max=64, help="Evaluate N subnets together (stacked; 1 is the fastest measured here).")
+    ] = 1,
     json_output: JsonOpt = False,
 ) -> None:
     """Evaluate subnets from a supernet (bake, recalibrate BatchNorm, test) and compare with NAS-Bench-201."""
     from khnet.distributed import is_main_process
     from khnet.evaluate import evaluate_archs, stratified_sample, summarize  # torch: only when a command runs
     from khnet.hub import resolve_supernet
-    from khnet.runtime import tune_allocator
-
-    tune_allocator()  # freed CPU memory stays in the process: fewer page faults (docs/performance.md)
 
     if all_archs and (archs or sample):
         given = "archs" if archs else "--sample"

@@ -109,12 +109,8 @@ def train(
     json_output: JsonOpt = False,
 ) -> None:
     """Train a supernet by Algorithm 1 (teacher + K distilled subnets per batch) into a run directory."""
-    from khnet.runtime import tune_allocator
-    from khnet.train import TrainConfig, train_supernet  # torch: imported only when a command runs
-
-    tune_allocator()  # freed CPU memory stays in the process: fewer page faults (docs/performance.md)
-
     from khnet.distributed import is_main_process
+    from khnet.train import TrainConfig, train_supernet  # torch: imported only when a command runs
 
     rank0 = is_main_process()
     if recipe not in RECIPES:
@@ -142,15 +138,7 @@ def train(
             raise UsageError("--distill-warmup-epochs delays distillation, which --no-distill turns off; drop one")
         chosen = RECIPES[recipe]
         subnet_reduction = subnet_reduction or chosen["train"]["subnet_reduction"]
-        config = TrainConfig(
-            dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=300 if epochs is None else epochs,
-            batch_size=batch_size, lr=lr, min_lr=min_lr, momentum=momentum, weight_decay=weight_decay,
-            warmup_epochs=warmup_epochs, sampler=sampler, tau=tau, num_subnets=num_subnets, distill=distill,
-            distill_warmup_epochs=distill_warmup_epochs, subnet_reduction=subnet_reduction,
-            grad_clip=grad_clip, generator_lr_scale=generator_lr_scale, max_steps_per_epoch=max_steps_per_epoch,
-            seed=seed, device=device,
-            channels_last=channels_last, amp=amp, num_workers=workers,
-        )  # fmt: skip
+        config = _train_config(ctx.params, subnet_reduction)
         shape = {**(PROXY if proxy else {})}
         shape.update({k: v for k, v in (("channels", channels), ("cells_per_stage", cells_per_stage)) if v is not None})
         options = {"generator": generator, "residual_gain": residual_gain, "teacher_kernels": teacher_kernels}
@@ -250,13 +238,28 @@ _SUPERNET_OPTIONS = (
 )  # fmt: skip
 
 
+def _train_config(p: dict, subnet_reduction: str):
+    """The ``TrainConfig`` of the command line's options (``ctx.params``)."""
+    from khnet.train import TrainConfig
+
+    return TrainConfig(
+        dataset=p["dataset"], data_dir=str(p["data_dir"]) if p["data_dir"] else None,
+        epochs=300 if p["epochs"] is None else p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+        min_lr=p["min_lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
+        warmup_epochs=p["warmup_epochs"], sampler=p["sampler"], tau=p["tau"], num_subnets=p["num_subnets"],
+        distill=p["distill"], distill_warmup_epochs=p["distill_warmup_epochs"], subnet_reduction=subnet_reduction,
+        grad_clip=p["grad_clip"], generator_lr_scale=p["generator_lr_scale"],
+        max_steps_per_epoch=p["max_steps_per_epoch"], seed=p["seed"], device=p["device"],
+        channels_last=p["channels_last"], amp=p["amp"], num_workers=p["workers"],
+    )  # fmt: skip
+
+
 def _train_one_arch(ctx: typer.Context, arch: str, json_output: bool) -> None:
     """``khnet train --arch``: one NB201Net from scratch (``khnet.scratch``), saved with its accuracies."""
     from khnet.export import save_network
     from khnet.files import write_json
     from khnet.scratch import train_network
     from khnet.space import Arch
-    from khnet.train import TrainConfig
 
     given = [n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
     refused = ["--" + n.replace("_", "-") for n in given if n in _SUPERNET_OPTIONS]
@@ -264,13 +267,7 @@ def _train_one_arch(ctx: typer.Context, arch: str, json_output: bool) -> None:
         raise UsageError(f"--arch trains one network from scratch; {', '.join(refused)} only apply to a supernet")
     p = ctx.params
     parsed = Arch.coerce(arch)
-    config = TrainConfig(
-        dataset=p["dataset"], data_dir=str(p["data_dir"]) if p["data_dir"] else None,
-        epochs=300 if p["epochs"] is None else p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-        min_lr=p["min_lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
-        warmup_epochs=p["warmup_epochs"], grad_clip=p["grad_clip"], max_steps_per_epoch=p["max_steps_per_epoch"],
-        seed=p["seed"], device=p["device"], channels_last=p["channels_last"], num_workers=p["workers"],
-    )  # fmt: skip
+    config = _train_config(p, RECIPES["khnet"]["train"]["subnet_reduction"])  # supernet fields at their defaults
     shape = {**(PROXY if p["proxy"] else {"channels": 16, "cells_per_stage": 5})}
     shape.update({k: p[k] for k in ("channels", "cells_per_stage") if p[k] is not None})
     directory = p["run_dir"] or Path("runs") / f"scratch-{parsed.index}-{time.strftime('%Y%m%d-%H%M%S')}"
