@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import ClassVar, Protocol
 
 from khnet.errors import GroundTruthError
-from khnet.space import NUM_ARCHS, Arch
+from khnet.space import NUM_ARCHS, Arch, ArchLike
 
 __all__ = [
     "BASELINE",
@@ -96,9 +96,7 @@ class GroundTruth(Protocol):
 
     source: str
 
-    def accuracy(
-        self, arch: Arch | str | int, dataset: str = "cifar10", split: str | None = None, epochs: int = 200
-    ) -> float:
+    def accuracy(self, arch: ArchLike, dataset: str = "cifar10", split: str | None = None, epochs: int = 200) -> float:
         """Accuracy in percent of ``arch`` trained from scratch by the benchmark."""
         ...
 
@@ -125,9 +123,7 @@ class ShippedGroundTruth:
         columns = {name: tuple(map(float, col)) for name, col in zip(header[3:], values[3:], strict=True)}
         return cls(columns=columns, iso_class=tuple(map(int, values[2])))
 
-    def accuracy(
-        self, arch: Arch | str | int, dataset: str = "cifar10", split: str | None = None, epochs: int = 200
-    ) -> float:
+    def accuracy(self, arch: ArchLike, dataset: str = "cifar10", split: str | None = None, epochs: int = 200) -> float:
         """Accuracy in percent (mean over seeds) of ``arch`` under the benchmark's setting ``dataset``.
 
         Args:
@@ -147,7 +143,7 @@ class ShippedGroundTruth:
         """Accuracies (percent) of all 15,625 archs in index order."""
         return [self.accuracy(i, dataset, split, epochs) for i in range(NUM_ARCHS)]
 
-    def published_cost(self, arch: Arch | str | int, dataset: str = "cifar10") -> tuple[float, float]:
+    def published_cost(self, arch: ArchLike, dataset: str = "cifar10") -> tuple[float, float]:
         """The benchmark's recorded (MFLOPs, M params); for 204 archs the FLOPs are an average over
         isomorphic twins, so prefer ``Arch.cost``."""
         suffix = {"cifar10": "c10", "cifar10-valid": "c10", "cifar100": "c100", "imagenet16-120": "in16"}
@@ -187,9 +183,7 @@ class OfficialGroundTruth:
         kind = "NATS-Bench topology space" if nats else "NAS-Bench-201"
         self.source = f"official {kind} file {path.name} (mean over seeds)"
 
-    def accuracy(
-        self, arch: Arch | str | int, dataset: str = "cifar10", split: str | None = None, epochs: int = 200
-    ) -> float:
+    def accuracy(self, arch: ArchLike, dataset: str = "cifar10", split: str | None = None, epochs: int = 200) -> float:
         """Accuracy in percent, averaged over the benchmark's seeds (same arguments as the shipped table)."""
         name, split = _normalize(dataset, split, epochs)
         if name == "cifar10" and split == "test":
@@ -227,7 +221,7 @@ def load_ground_truth(path: str | Path | None = None) -> GroundTruth:
 
 
 def describe_arch(
-    arch: Arch | str | int, ground_truth: GroundTruth | None = None, datasets: Sequence[str] | None = None
+    arch: ArchLike, ground_truth: GroundTruth | None = None, datasets: Sequence[str] | None = None
 ) -> dict:
     """Everything khnet knows about one arch, as plain JSON-ready values.
 

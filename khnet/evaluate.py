@@ -160,7 +160,7 @@ def measure_accuracy(
 
 def evaluate_subnet(
     supernet: SuperNet,
-    arch: Arch | str | int,
+    arch: Arch,
     calib: torch.Tensor,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -178,7 +178,7 @@ def evaluate_subnet(
 
 def evaluate_subnets(
     supernet: SuperNet,
-    archs: Sequence[Arch | str | int],
+    archs: Sequence[Arch],
     calib: torch.Tensor,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -208,7 +208,7 @@ def evaluate_subnets(
 
 def evaluate_archs(
     supernet: SuperNet,
-    archs: Sequence[Arch | str | int],
+    archs: Sequence[Arch],
     settings: EvalSettings | None = None,
     results_dir: str | Path | None = None,
     *,
@@ -244,7 +244,6 @@ def evaluate_archs(
         raise UsageError(f"subnets_per_pass={subnets_per_pass}: give 1 or more")
 
     settings = settings or EvalSettings()
-    archs = [Arch.coerce(a) for a in archs]
     gt = ground_truth or ShippedGroundTruth.load()
     param = next(supernet.parameters(), None)
     rank, world = init_from_env(param.device if param is not None else torch.device("cpu"))

@@ -200,7 +200,7 @@ def load_network(path: str | Path) -> torch.nn.Module:
 
 
 def bake_subnet(
-    supernet: SuperNet, arch: Arch | str | int, dataset: str, calib_images: int = 2048,
+    supernet: SuperNet, arch: Arch, dataset: str, calib_images: int = 2048,
     seed: int = 0, data_dir: str | None = None,
 ) -> tuple[NB201Net, DatasetInfo]:  # fmt: skip
     """A standalone ``NB201Net`` for ``arch`` with the supernet's generated weights baked in and its
@@ -225,6 +225,6 @@ def bake_subnet(
             "recalibrate on the data it was trained on"
         )
     settings = EvalSettings(dataset=dataset, calib_images=calib_images, calib_seed=seed, data_dir=data_dir)
-    net = supernet.subnet(Arch.coerce(arch))
+    net = supernet.subnet(arch)
     recalibrate_bn(net, calibration_images(settings), calib_images)
     return net.eval(), info

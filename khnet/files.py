@@ -155,11 +155,13 @@ def read_run_config(directory: str | Path) -> dict[str, Any]:
 
 
 def read_model_config(path: str | Path) -> SupernetConfig:
-    """The model config of the supernet file ``path``: from the ``config.json`` beside it, else from the
-    safetensors metadata."""
+    """The model config of the supernet file ``path`` (or of the ``model.safetensors`` in the folder ``path``):
+    from the ``config.json`` beside it, else from the safetensors metadata."""
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
     config_file = path.parent / CONFIG_FILE
     try:
         if config_file.is_file():

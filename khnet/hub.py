@@ -95,9 +95,20 @@ class ResolvedSupernet:
             calib_images=calib_images if calib_images is not None else table.get("calib_images", 2048),
             calib_seed=calib_seed if calib_seed is not None else table.get("calib_seed", 0),
             batch_size=batch_size,
-            data_dir=data_dir,
+            data_dir=self.data_root(dataset, data_dir),
             **self.split_settings(),
         )
+
+    def data_root(self, dataset: str | None = None, data_dir: str | None = None) -> str | None:
+        """Where to read ``dataset`` from: ``data_dir`` when given; for the training dataset (``dataset`` None or
+        the same name), the folder the run was trained from when it still exists; else None (the default root).
+        So ``khnet eval RUN`` finds data that ``khnet train --data-dir`` was given without repeating it."""
+        if data_dir:
+            return data_dir
+        trained_from = self.train.get("data_dir")
+        if dataset in (None, self.dataset) and trained_from and Path(trained_from).expanduser().is_dir():
+            return str(trained_from)
+        return None
 
     def calibration_dataset(self, dataset: str | None = None, data_dir: str | None = None) -> tuple[str, str]:
         """The dataset to recalibrate BatchNorm on, and a note ('' if none) when it is not the training data.
@@ -112,6 +123,7 @@ class ResolvedSupernet:
         if dataset:
             return dataset, ""
         name = self.dataset or "sample"
+        data_dir = self.data_root(name, data_dir)
         try:
             split = self.split_settings()
             load_dataset(name, "train", root=data_dir, valid_fraction=split["valid_fraction"], seed=split["split_seed"])

@@ -10,7 +10,7 @@ from torch import nn
 
 from khnet.batchnorm import fold_bn
 from khnet.ops import ReductionBlock, build_op
-from khnet.space import EDGES, NUM_NODES, Arch
+from khnet.space import EDGES, NUM_NODES, Arch, ArchLike
 
 __all__ = ["NB201Cell", "NB201Net", "fold_bn", "stage_layout"]
 
@@ -64,7 +64,7 @@ class NB201Net(nn.Module):
         N: cells per stage (the benchmark uses 5).
     """
 
-    def __init__(self, arch: Arch | str | int, num_classes: int = 10, C: int = 16, N: int = 5) -> None:
+    def __init__(self, arch: ArchLike, num_classes: int = 10, C: int = 16, N: int = 5) -> None:
         super().__init__()
         self.arch = Arch.coerce(arch)
         self.num_classes, self.C, self.N = num_classes, C, N
@@ -96,7 +96,7 @@ class NB201Net(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     @classmethod
-    def from_reference_state_dict(cls, arch: Arch | str | int, state_dict: dict[str, torch.Tensor]) -> NB201Net:
+    def from_reference_state_dict(cls, arch: ArchLike, state_dict: dict[str, torch.Tensor]) -> NB201Net:
         """The network of ``arch`` with weights of the benchmark's reference ``TinyNetwork`` (e.g. the trained
         weights ``nas_201_api``'s ``get_net_param(index, dataset, seed, hp="200")`` returns, or any xautodl
         TinyNetwork's ``state_dict()``), loaded strictly; C, N and the classes are read from the tensors.

@@ -12,7 +12,15 @@ from khnet.config import TrainConfig
 from khnet.data import default_num_workers
 from khnet.errors import UsageError
 
-__all__ = ["build_optimizer", "epoch_batches", "epoch_steps", "lr_at", "sgd_optimizer"]
+__all__ = [
+    "build_optimizer",
+    "epoch_batches",
+    "epoch_steps",
+    "lr_at",
+    "set_learning_rate",
+    "set_weight_decay",
+    "sgd_optimizer",
+]
 
 
 def sgd_optimizer(
@@ -21,8 +29,12 @@ def sgd_optimizer(
     """SGD over ``model`` with the parameter groups ``decay`` (matrices and tensors: conv/linear weights,
     generators, stored kernels, beta) and ``no_decay`` (vectors: BatchNorm and LayerNorm parameters, biases,
     the residual generator's gains), each split again into the parameters whose ids are in ``scaled`` and the
-    rest. ``base_weight_decay`` remembers the decayed value and ``lr_scale`` (``lr_scale`` for ``scaled``,
-    else 1) multiplies the scheduled learning rate."""
+    rest.
+
+    Each group carries two keys of khnet's besides SGD's own, read only by ``set_learning_rate`` and
+    ``set_weight_decay`` (change them there, never in the loops): ``lr_scale`` (``lr_scale`` for ``scaled``,
+    else 1) multiplies the scheduled learning rate, and ``base_weight_decay`` is the group's decay when decay
+    is on (Algorithm 1 turns it off for the subnets' step)."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         groups.setdefault((p.ndim > 1, id(p) in scaled), []).append(p)
@@ -44,6 +56,19 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
         return sgd_optimizer(model, config)
     source = frozenset(id(p) for p in model.kernels.parameters())
     return sgd_optimizer(model, config, source, config.generator_lr_scale)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Give every group of an ``sgd_optimizer`` the scheduled ``lr`` times its ``lr_scale`` (1 for groups
+    without one: an optimizer restored from a checkpoint of khnet 0.1)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, enabled: bool) -> None:
+    """Turn the weight decay of an ``sgd_optimizer`` on (each group's ``base_weight_decay``) or off (0)."""
+    for group in optimizer.param_groups:
+        group["weight_decay"] = group["base_weight_decay"] if enabled else 0.0
 
 
 def epoch_batches(dataset, config: TrainConfig, epoch: int, start_step: int, steps: int, pin: bool):

@@ -23,9 +23,9 @@ from khnet.data import load_dataset
 from khnet.errors import TrainingDiverged
 from khnet.evaluate import EvalSettings, eval_data, measure_accuracy
 from khnet.network import NB201Net
-from khnet.optim import epoch_batches, epoch_steps, lr_at, sgd_optimizer
+from khnet.optim import epoch_batches, epoch_steps, lr_at, set_learning_rate, sgd_optimizer
 from khnet.runtime import resolve_device
-from khnet.space import Arch
+from khnet.space import Arch, ArchLike
 
 __all__ = ["ScratchResult", "train_from_scratch", "train_network"]
 
@@ -50,7 +50,7 @@ class ScratchResult:
 
 
 def train_from_scratch(
-    arch: Arch | str | int, config: TrainConfig, channels: int = 16, cells_per_stage: int = 5
+    arch: ArchLike, config: TrainConfig, channels: int = 16, cells_per_stage: int = 5
 ) -> ScratchResult:
     """Train ``arch`` alone for ``config.epochs`` epochs and test it on the valid split and the test set.
 
@@ -60,15 +60,14 @@ def train_from_scratch(
         channels: channels of the first stage (C; the benchmark: 16).
         cells_per_stage: cells per stage (N; the benchmark: 5).
     """
-    return train_network(arch, config, channels, cells_per_stage)[1]
+    return train_network(Arch.coerce(arch), config, channels, cells_per_stage)[1]
 
 
 def train_network(
-    arch: Arch | str | int, config: TrainConfig, channels: int = 16, cells_per_stage: int = 5
+    arch: Arch, config: TrainConfig, channels: int = 16, cells_per_stage: int = 5
 ) -> tuple[NB201Net, ScratchResult]:
     """``train_from_scratch`` that also returns the trained network (eval mode, its own BatchNorm statistics):
     what ``khnet train --arch`` saves."""
-    arch = Arch.coerce(arch)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     train_set = load_dataset(
@@ -88,8 +87,7 @@ def train_network(
         for x, y in epoch_batches(train_set, config, epoch, 0, steps_per_epoch, device.type == "cuda"):
             x, y = x.to(device, memory_format=memory_format), y.to(device)
             lr = lr_at(config, global_step, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+            set_learning_rate(optimizer, lr)
             logits = net(x)
             loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss):

@@ -7,6 +7,11 @@ edges, in the canonical order used everywhere in khnet (index ``j*(j-1)/2 + i``)
 
 Each edge carries one of the five ops in ``OP_NAMES`` (the benchmark's op order), so the space holds
 5**6 = 15,625 architectures, written as ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
+
+Library functions take an ``Arch``. Strings and benchmark indices (``ArchLike``) are read by ``Arch.coerce``
+at the edges only: the CLI, and the entry points a user starts from with a benchmark arch in hand,
+``NB201Net(arch)``, ``SuperNet.subnet(arch)``, ``train_from_scratch(arch, ...)`` and the ground-truth lookups
+(``GroundTruth.accuracy``, ``published_cost``, ``arch_info``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "OP_NAMES",
     "Arch",
     "ArchError",
+    "ArchLike",
     "Cost",
     "edge_index",
     "isomorphism_classes",
@@ -195,8 +201,12 @@ class Arch:
         return cls(_from_code(_index_order()[0][index]))
 
     @classmethod
-    def coerce(cls, value: Arch | str | int) -> Arch:
-        """Accept an ``Arch``, an arch string, a benchmark index, or an index written as a string."""
+    def coerce(cls, value: ArchLike) -> Arch:
+        """Accept an ``Arch``, an arch string, a benchmark index, or an index written as a string.
+
+        Raises:
+            ArchError: ``value`` is none of these (the message names the bad token and its position).
+        """
         if isinstance(value, Arch):
             return value
         if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
@@ -318,6 +328,10 @@ class Arch:
         params += 2 * 4 * C + 4 * C * num_classes + num_classes  # lastact BN + classifier
         flops += 4 * C * num_classes + num_classes
         return Cost(mflops=flops / 1e6, mparams=params / 1e6)
+
+
+ArchLike = Arch | str | int
+"""What the entry points accept: an ``Arch``, an arch string, or a benchmark index (int or digits)."""
 
 
 @cache

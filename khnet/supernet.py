@@ -35,7 +35,7 @@ from khnet.files import (
 from khnet.hypernet import arch_encoding, build_kernel_source, group_name
 from khnet.network import NB201Net, stage_layout
 from khnet.ops import ReductionBlock, apply_op, avg_pool_3x3
-from khnet.space import CONV_OPS, EDGES, NUM_EDGES, NUM_NODES, OP_NAMES, Arch
+from khnet.space import CONV_OPS, EDGES, NUM_EDGES, NUM_NODES, OP_NAMES, Arch, ArchLike
 
 __all__ = ["SuperCell", "SuperEdge", "SuperNet"]
 
@@ -247,9 +247,8 @@ class SuperNet(
         return out
 
     # ---------------------------------------------------------------- forward passes
-    def forward(self, x: torch.Tensor, arch: Arch | str | int, warmup: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, arch: Arch, warmup: bool = False) -> torch.Tensor:
         """Logits (B, classes) of the single path ``arch``; ``warmup`` fixes lambda to 1/N."""
-        arch = Arch.coerce(arch)
         kernels = iter(self.path_kernels(arch, warmup))
         x = self.stem(x)  # (B, C, H, W)
         for cell in self.cells:
@@ -280,7 +279,7 @@ class SuperNet(
 
     # ---------------------------------------------------------------- deployment
     @torch.no_grad()
-    def subnet(self, arch: Arch | str | int, warmup: bool = False) -> NB201Net:
+    def subnet(self, arch: ArchLike, warmup: bool = False) -> NB201Net:
         """A standalone ``NB201Net`` for ``arch`` with the generated kernels and the op BatchNorms baked in.
 
         In eval mode its logits equal ``forward(x, arch)``. It is returned in this supernet's train/eval mode,

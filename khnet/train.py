@@ -49,7 +49,15 @@ from khnet.data import load_dataset
 from khnet.distributed import init_from_env, local_rank
 from khnet.errors import ConfigError, KhnetError, TrainingDiverged
 from khnet.files import METADATA_KEYS
-from khnet.optim import build_optimizer, epoch_batches, epoch_steps, lr_at, sgd_optimizer
+from khnet.optim import (
+    build_optimizer,
+    epoch_batches,
+    epoch_steps,
+    lr_at,
+    set_learning_rate,
+    set_weight_decay,
+    sgd_optimizer,
+)
 from khnet.runtime import resolve_device
 from khnet.samplers import draw_archs
 from khnet.supernet import SuperNet
@@ -185,8 +193,7 @@ def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
 def optimizer_step(model, optimizer, config, sync, scaler, weight_decay: bool) -> None:
     """One SGD step of Algorithm 1: weight decay on (the teacher's step) or off (the subnets'), gradients
     unscaled (fp16), averaged over ranks (``sync``) and clipped (``config.grad_clip``) first."""
-    for group in optimizer.param_groups:
-        group["weight_decay"] = group["base_weight_decay"] if weight_decay else 0.0
+    set_weight_decay(optimizer, weight_decay)
     if scaler:
         scaler.unscale_(optimizer)
     if sync is not None:
@@ -446,8 +453,7 @@ class _Run:
         x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
         y = y.to(self.device, non_blocking=True)
         lr = lr_at(config, s.global_step, self.total_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        set_learning_rate(self.optimizer, lr)
         try:
             losses = train_step(
                 self.model, self.optimizer, x, y, self.generator, config, warmup=s.epoch < config.warmup_epochs,

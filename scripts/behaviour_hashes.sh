@@ -6,6 +6,9 @@
 #
 #   scripts/behaviour_hashes.sh /tmp/before.txt ; (change) ; scripts/behaviour_hashes.sh /tmp/after.txt
 #   diff /tmp/before.txt /tmp/after.txt && echo identical
+#
+# RUN=DIR hashes eval, search and sample of an existing run directory instead of training one: to show that a
+# change of training only (e.g. its random streams) leaves everything downstream of the weights unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_FILE=${1:?give the file to write the hashes to}
@@ -13,7 +16,12 @@ PY=${PYTHON:-.venv/bin/python}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export OMP_NUM_THREADS=1 KHNET_OFFLINE=1 HF_HUB_OFFLINE=1 KHNET_RESULTS="$WORK/results" PYTHONHASHSEED=0
-$PY -m khnet train --dataset sample --epochs 1 --proxy --seed 0 -o "$WORK/run" > /dev/null 2>&1
+if [[ -n "${RUN:-}" ]]; then
+    cp -r "$RUN" "$WORK/run"
+    rm -rf "$WORK/run/eval-summary.json" "$WORK/run"/eval-*.csv "$WORK/run"/eval-*.lock "$WORK/run/results"
+else
+    $PY -m khnet train --dataset sample --epochs 1 --proxy --seed 0 -o "$WORK/run" > /dev/null 2>&1
+fi
 $PY -m khnet eval "$WORK/run" --sample 20 --split valid --json 2> /dev/null > "$WORK/eval.json"
 $PY -m khnet search -s "$WORK/run" --max-flops 3M --max-flops 6M --max-evals 24 --test-images 256 \
     --calib-images 256 --json 2> /dev/null > "$WORK/search.json"

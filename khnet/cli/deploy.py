@@ -53,14 +53,16 @@ def sample(
     """
     from khnet.export import bake_subnet, network_config, save_network
     from khnet.hub import resolve_supernet
+    from khnet.space import Arch
 
+    parsed = Arch.coerce(arch)  # a bad arch fails before the supernet loads
     resolved = resolve_supernet(supernet, device)
-    where = str(data_dir) if data_dir else None
-    data, note = resolved.calibration_dataset(dataset, where)
+    data, note = resolved.calibration_dataset(dataset, str(data_dir) if data_dir else None)
+    where = resolved.data_root(data, str(data_dir) if data_dir else None)
     calib_images = resolved.eval_settings("valid", calib_images=calib_images).calib_images
     if note:
         err_console.print(f"note: {note}", highlight=False)
-    net, info = bake_subnet(resolved.model, arch, data, calib_images, seed, where)
+    net, info = bake_subnet(resolved.model, parsed, data, calib_images, seed, where)
     net = net.cpu()
     files = save_network(net, output, info, fold=fold_bn, compile=compile)
     config = network_config(net, info, fold_bn)
