@@ -44,6 +44,7 @@ from khnet.errors import DataError, DataUsageError
 __all__ = [
     "SPLITS",
     "ArrayDataset",
+    "AugmentedOrder",
     "DatasetInfo",
     "benchmark_test_split",
     "dataset_info",
@@ -117,14 +118,23 @@ class ArrayDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Image ``i`` (3, H, W), normalised, and its label; with ``augment``, cropped and flipped at random from
+        torch's global generator (like torchvision's transforms). khnet's training loops draw the augmentation
+        from an explicit generator instead (``AugmentedOrder``)."""
+        if not self.augment:
+            return self.augmented(i, self.pad, self.pad, False)
+        top, left = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
+        return self.augmented(i, top, left, bool(torch.rand(()) < 0.5))
+
+    def augmented(self, i: int, top: int, left: int, flip: bool) -> tuple[torch.Tensor, int]:
+        """Image ``i`` cropped at (``top``, ``left``) of its zero-padded copy (offsets 0..2*pad; pad, pad is the
+        image itself), mirrored when ``flip``, normalised; and its label."""
         img = self.images[i].float()  # (3, H, W)
-        if self.augment:
+        if (top, left) != (self.pad, self.pad):
             h, w = img.shape[1:]
-            img = torch.nn.functional.pad(img, (self.pad,) * 4)
-            top, left = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
-            img = img[:, top : top + h, left : left + w]
-            if torch.rand(()) < 0.5:
-                img = img.flip(-1)
+            img = torch.nn.functional.pad(img, (self.pad,) * 4)[:, top : top + h, left : left + w]
+        if flip:
+            img = img.flip(-1)
         return (img - self.mean) / self.std, int(self.labels[i])
 
     def subset(self, indices: np.ndarray, augment: bool) -> ArrayDataset:
@@ -133,6 +143,36 @@ class ArrayDataset(Dataset):
         out.__dict__.update(self.__dict__)
         out.images, out.labels, out.augment = self.images[indices], self.labels[indices], augment
         return out
+
+
+class AugmentedOrder(Dataset):
+    """The items of ``dataset`` in ``order``, each with its crop offsets and flip drawn up front from
+    ``generator`` (when ``dataset.augment``): the augmented images depend on the generator alone, not on how
+    many loader workers read them or on torch's global generator.
+
+    Args:
+        dataset: the images (an ``ArrayDataset``).
+        order: indices into ``dataset`` (a permutation of an epoch, or any selection).
+        generator: draws ``len(order)`` offset pairs, then ``len(order)`` flips.
+    """
+
+    def __init__(self, dataset: ArrayDataset, order: torch.Tensor, generator: torch.Generator) -> None:
+        self.dataset, self.order = dataset, order.tolist()
+        self.offsets: list[list[int]] | None = None
+        self.flips: list[bool] = []
+        if dataset.augment:
+            n = len(self.order)
+            self.offsets = torch.randint(0, 2 * dataset.pad + 1, (n, 2), generator=generator).tolist()
+            self.flips = (torch.rand(n, generator=generator) < 0.5).tolist()
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        if self.offsets is None:
+            return self.dataset[self.order[k]]
+        top, left = self.offsets[k]
+        return self.dataset.augmented(self.order[k], top, left, self.flips[k])
 
 
 # ---------------------------------------------------------------- sources: name -> (train, test, info)

@@ -1,15 +1,19 @@
 """The training recipe's moving parts, shared by the supernet loop and one network from scratch: SGD with its
-parameter groups, the cosine learning-rate schedule per step, and the seeded, resumable batches of an epoch."""
+parameter groups, the cosine learning-rate schedule per step, the seeded initialisation, and the seeded,
+resumable batches of an epoch. Every random draw of training comes from a seed given here, never from the
+state torch's global generator happens to be in."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from khnet.config import TrainConfig
-from khnet.data import default_num_workers
+from khnet.data import ArrayDataset, AugmentedOrder, default_num_workers
 from khnet.errors import UsageError
 
 __all__ = [
@@ -17,10 +21,13 @@ __all__ = [
     "epoch_batches",
     "epoch_steps",
     "lr_at",
+    "seeded_init",
     "set_learning_rate",
     "set_weight_decay",
     "sgd_optimizer",
 ]
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def sgd_optimizer(
@@ -58,6 +65,14 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
     return sgd_optimizer(model, config, source, config.generator_lr_scale)
 
 
+def seeded_init(seed: int, build: Callable[..., M], *args: Any, **kwargs: Any) -> M:
+    """``build(*args, **kwargs)`` with its parameters initialised from ``seed``: modules initialise from torch's
+    global generator, so it is forked and seeded for the build and the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):  # the CPU generator only: modules are built on the CPU
+        torch.manual_seed(seed)
+        return build(*args, **kwargs)
+
+
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Give every group of an ``sgd_optimizer`` the scheduled ``lr`` times its ``lr_scale`` (1 for groups
     without one: an optimizer restored from a checkpoint of khnet 0.1)."""
@@ -71,19 +86,20 @@ def set_weight_decay(optimizer: torch.optim.Optimizer, enabled: bool) -> None:
         group["weight_decay"] = group["base_weight_decay"] if enabled else 0.0
 
 
-def epoch_batches(dataset, config: TrainConfig, epoch: int, start_step: int, steps: int, pin: bool):
-    """The batches of ``epoch`` from ``start_step`` on: order fixed by (seed, epoch), so a resumed epoch
-    continues with exactly the batches it had left."""
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-    order = order[start_step * config.batch_size : steps * config.batch_size]
+def epoch_batches(dataset: ArrayDataset, config: TrainConfig, epoch: int, start_step: int, steps: int, pin: bool):
+    """The batches of ``epoch`` from ``start_step`` on. Order and augmentation are drawn for the whole epoch from
+    one generator seeded by (seed, epoch), so a resumed epoch continues with exactly the images it had left, and
+    the images do not depend on the number of loader workers or on torch's global generator."""
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    epoch_items = AugmentedOrder(dataset, torch.randperm(len(dataset), generator=generator), generator)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, order.tolist()),
+        torch.utils.data.Subset(epoch_items, range(start_step * config.batch_size, steps * config.batch_size)),
         batch_size=config.batch_size,
         shuffle=False,
         drop_last=True,
         num_workers=config.num_workers if config.num_workers is not None else default_num_workers(),
         pin_memory=pin,
-        generator=torch.Generator().manual_seed(config.seed * 7919 + epoch * 131 + start_step),
+        generator=torch.Generator().manual_seed(config.seed * 7919 + epoch * 131 + start_step),  # off the global one
     )
     return loader
 

@@ -23,7 +23,7 @@ from khnet.data import load_dataset
 from khnet.errors import TrainingDiverged
 from khnet.evaluate import EvalSettings, eval_data, measure_accuracy
 from khnet.network import NB201Net
-from khnet.optim import epoch_batches, epoch_steps, lr_at, set_learning_rate, sgd_optimizer
+from khnet.optim import epoch_batches, epoch_steps, lr_at, seeded_init, set_learning_rate, sgd_optimizer
 from khnet.runtime import resolve_device
 from khnet.space import Arch, ArchLike
 
@@ -69,14 +69,15 @@ def train_network(
     """``train_from_scratch`` that also returns the trained network (eval mode, its own BatchNorm statistics):
     what ``khnet train --arch`` saves."""
     device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
     train_set = load_dataset(
         config.dataset, "train", root=config.data_dir, valid_fraction=config.valid_fraction, seed=config.seed
     )
     steps_per_epoch = epoch_steps(len(train_set), config)
     total_steps = steps_per_epoch * config.epochs
     memory_format = torch.channels_last if config.channels_last is not False else torch.contiguous_format
-    net = NB201Net(arch, C=channels, N=cells_per_stage, num_classes=train_set.info.num_classes)
+    net = seeded_init(
+        config.seed, NB201Net, arch, C=channels, N=cells_per_stage, num_classes=train_set.info.num_classes
+    )
     net = net.to(device, memory_format=memory_format)
     optimizer = sgd_optimizer(net, config)
 

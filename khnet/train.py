@@ -54,6 +54,7 @@ from khnet.optim import (
     epoch_batches,
     epoch_steps,
     lr_at,
+    seeded_init,
     set_learning_rate,
     set_weight_decay,
     sgd_optimizer,
@@ -322,13 +323,6 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
-def _rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state = {"sampler": generator.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
 def _run_configs(
     run_dir: Path, config: TrainConfig | None, model_config: SupernetConfig | None, resume: bool
 ) -> tuple[TrainConfig, SupernetConfig, dict[str, Any] | None]:
@@ -363,7 +357,6 @@ class _Run:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.sync = _GradSync(self.world_size) if self.world_size > 1 else None
-        torch.manual_seed(config.seed)  # the same on every rank: same initialisation, same augmented batches
         self.train_set = load_dataset(
             config.dataset, "train", root=config.data_dir, valid_fraction=config.valid_fraction, seed=config.seed
         )
@@ -374,7 +367,8 @@ class _Run:
         self.steps_per_epoch = epoch_steps(len(self.train_set), config)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.memory_format = torch.channels_last if _channels_last(config, self.device) else torch.contiguous_format
-        self.model = SuperNet(model_config).to(self.device).to(memory_format=self.memory_format)
+        self.model = seeded_init(config.seed, SuperNet, model_config)  # the same on every rank
+        self.model = self.model.to(self.device).to(memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.model, config)
         self.amp_dtype = _amp_dtype(config, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
@@ -400,9 +394,6 @@ class _Run:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             rng = checkpoint["rng"]["sampler"] if self.world_size == 1 else checkpoint["rng_ranks"][self.rank]
             self.generator.set_state(rng)
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-            if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
         except (KeyError, RuntimeError, ValueError, IndexError) as err:
             raise CheckpointError(f"checkpoint in {self.run_dir} does not match this run: {err}") from None
         s = self.state
@@ -435,7 +426,7 @@ class _Run:
         ckpt = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": _rng_state(self.generator),
+            "rng": {"sampler": self.generator.get_state()},  # all other draws are seeded by (seed, epoch)
             "epoch": s.epoch,
             "step": s.step,
             "global_step": s.global_step,

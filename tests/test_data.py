@@ -151,3 +151,23 @@ def test_the_benchmarks_test_split_files_are_honoured(tmp_path, monkeypatch):
     split_file.write_text("{}")
     with pytest.raises(data.DataError, match="not a NAS-Bench-201 test-split file"):
         data.benchmark_test_split("cifar100", tmp_path)
+
+
+def test_augmented_order_is_fixed_by_its_generator():
+    from khnet.data import AugmentedOrder
+
+    train = load_dataset("sample", "train")
+    order = torch.arange(40)
+    first, again = (AugmentedOrder(train, order, torch.Generator().manual_seed(1)) for _ in range(2))
+    other = AugmentedOrder(train, order, torch.Generator().manual_seed(2))
+    images = torch.stack([first[k][0] for k in range(40)])
+    assert torch.equal(images, torch.stack([again[k][0] for k in range(40)]))
+    assert not torch.equal(images, torch.stack([other[k][0] for k in range(40)]))
+    assert len({tuple(o) for o in first.offsets}) > 10 and 0 < sum(first.flips) < 40  # crops and flips vary
+    plain = train.subset(np.arange(40), augment=False)
+    assert torch.equal(train.augmented(7, 4, 4, False)[0], plain[7][0])  # offsets (pad, pad): the image itself
+    assert torch.equal(train.augmented(7, 4, 4, True)[0], plain[7][0].flip(-1))
+    shifted = train.augmented(7, 0, 0, False)[0]  # 4 rows and columns of zero padding (normalised) on top/left
+    assert torch.equal(shifted[:, 4:, 4:], plain[7][0][:, :-4, :-4])
+    unaugmented = AugmentedOrder(plain, torch.tensor([3, 1]), torch.Generator())
+    assert torch.equal(unaugmented[0][0], plain[3][0]) and unaugmented[1][1] == plain[1][1]

@@ -35,6 +35,21 @@ def test_two_seeded_runs_write_byte_identical_supernets(tmp_path):
     assert canonical_safetensors(a.read_bytes()) == a.read_bytes()  # already canonical
 
 
+def test_a_seeded_run_depends_on_its_seed_only(tmp_path):
+    """Not on the loader's worker count (augmentation is drawn from the epoch's generator, not in the workers)
+    nor on torch's global generator, which training leaves as it found it."""
+    config = dict(epochs=1, batch_size=32, max_steps_per_epoch=2, device="cpu", seed=5)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    list(train_supernet(tmp_path / "a", TrainConfig(**config, num_workers=0), TINY))
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(999)
+    list(train_supernet(tmp_path / "b", TrainConfig(**config, num_workers=2), TINY))
+    list(train_supernet(tmp_path / "c", TrainConfig(**{**config, "seed": 6}, num_workers=0), TINY))
+    a, b, c = ((tmp_path / n / "model.safetensors").read_bytes() for n in "abc")
+    assert a == b and a != c
+
+
 def test_canonical_safetensors_sorts_the_header_and_keeps_the_tensors():
     from safetensors.torch import load, save
 
