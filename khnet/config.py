@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from khnet.errors import ConfigError
+from khnet.errors import ConfigError, require_choice
 
 __all__ = [
     "GENERATORS",
@@ -109,14 +109,9 @@ class SupernetConfig(JsonConfig):
     teacher_kernels: str = "shared"
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
-        if self.generator not in GENERATORS:
-            raise ConfigError(f"unknown generator {self.generator!r}; choose one of: {', '.join(GENERATORS)}")
-        if self.teacher_kernels not in TEACHER_KERNELS:
-            raise ConfigError(
-                f"unknown teacher_kernels {self.teacher_kernels!r}; choose one of: {', '.join(TEACHER_KERNELS)}"
-            )
+        require_choice("method", self.method, METHODS, ConfigError)
+        require_choice("generator", self.generator, GENERATORS, ConfigError)
+        require_choice("teacher_kernels", self.teacher_kernels, TEACHER_KERNELS, ConfigError)
         if isinstance(self.residual_gain, bool) or not isinstance(self.residual_gain, (int, float)):
             raise ConfigError(f"residual_gain={self.residual_gain!r} must be a number")
         if not math.isfinite(self.residual_gain) or self.residual_gain < 0:
@@ -281,8 +276,7 @@ class TrainConfig(JsonConfig):
             raise ConfigError(f"generator_lr_scale={self.generator_lr_scale} must be positive")
         if self.subnet_reduction not in ("sum", "mean"):
             raise ConfigError(f"subnet_reduction={self.subnet_reduction!r}; choose sum or mean")
-        if self.sampler not in SAMPLER_NAMES:
-            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLER_NAMES)}")
+        require_choice("sampler", self.sampler, SAMPLER_NAMES, ConfigError)
         if self.sampler != "uniform" and self.num_subnets > 5:
             raise ConfigError(f"num_subnets={self.num_subnets}: fair samplers draw at most 5 (one per op)")
         if self.amp not in ("auto", "off", "bf16", "fp16"):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from khnet.errors import DataError, DataUsageError
+from khnet.errors import DataError, DataUsageError, require_choice
 
 __all__ = [
     "SPLITS",
@@ -353,8 +353,7 @@ _SOURCES: dict[str, Callable[[Path], Source]] = {  # name -> reader given the da
 def _read_source(name: str, root: Path, resolution: int) -> Source:
     if name.startswith("imagefolder:"):
         return _image_folder(Path(name.split(":", 1)[1]).expanduser(), resolution)
-    if name not in _SOURCES:
-        raise DataUsageError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
+    require_choice("dataset", name, _SOURCES, DataUsageError, ", or imagefolder:PATH")
     return _SOURCES[name](root)
 
 
@@ -378,8 +377,6 @@ def dataset_info(name: str, resolution: int = 32) -> DatasetInfo:
     """What ``load_dataset(name, ...).info`` would say, without reading any image (for reports of stored
     results on a machine that lacks the data). ``imagefolder:PATH`` reads only its class folder names when
     the folder exists, and is reported as a custom folder otherwise."""
-    if name in _KNOWN_INFO:
-        return _KNOWN_INFO[name]
     if name.startswith("imagefolder:"):
         path = Path(name.split(":", 1)[1]).expanduser()
         classes = sorted(d.name for d in (path / "train").iterdir() if d.is_dir()) if (path / "train").is_dir() else []
@@ -387,7 +384,8 @@ def dataset_info(name: str, resolution: int = 32) -> DatasetInfo:
             return DatasetInfo(name, 10, 32, *_scaled(_CIFAR10_STATS), benchmark="cifar10", note=_IMAGEFOLDER_NOTE)
         return DatasetInfo(name, len(classes), resolution, *_scaled(_CIFAR10_STATS), benchmark=None,
                            note="custom image folder; no benchmark comparison")  # fmt: skip
-    raise DataUsageError(f"unknown dataset {name!r}; choose one of: {', '.join(_SOURCES)}, or imagefolder:PATH")
+    require_choice("dataset", name, _SOURCES, DataUsageError, ", or imagefolder:PATH")
+    return _KNOWN_INFO[name]
 
 
 def load_dataset(
@@ -414,8 +412,7 @@ def load_dataset(
     Returns:
         An ``ArrayDataset``; ``.info`` says classes, resolution and any caveat against the benchmark.
     """
-    if split not in SPLITS:
-        raise DataUsageError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    require_choice("split", split, SPLITS, DataUsageError)
     if not 0.0 <= valid_fraction < 1.0:
         raise DataUsageError(f"valid_fraction={valid_fraction} must be in [0, 1)")
     root = Path(root).expanduser() if root is not None else default_data_root()

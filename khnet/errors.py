@@ -18,6 +18,7 @@ __all__ = [
     "KhnetError",
     "TrainingDiverged",
     "UsageError",
+    "require_choice",
 ]
 
 
@@ -63,3 +64,9 @@ class ExportFormatError(ExportError, UsageError):
 
 class TrainingDiverged(KhnetError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def require_choice(kind: str, value: object, choices, error: type[UsageError] = UsageError, extra: str = "") -> None:
+    """Raise ``error`` ("unknown KIND 'value'; choose one of: a, b[, EXTRA]") unless ``value`` is in ``choices``."""
+    if value not in choices:
+        raise error(f"unknown {kind} {value!r}; choose one of: {', '.join(map(str, choices))}{extra}")

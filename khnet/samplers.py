@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 
 from khnet.config import SAMPLER_NAMES
-from khnet.errors import UsageError
+from khnet.errors import UsageError, require_choice
 from khnet.space import NUM_EDGES, OP_NAMES, Arch
 
 __all__ = ["SAMPLERS", "draw_archs"]
@@ -70,8 +70,7 @@ def draw_archs(
         num: subnets per step; fair samplers need ``num <= 5``, and with 5 every op of every edge runs once.
         tau: Focus-Fair temperature (the paper: 1.5).
     """
-    if name not in SAMPLERS:
-        raise UsageError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+    require_choice("sampler", name, SAMPLERS)
     if name != "uniform" and not 1 <= num <= NUM_OPS:
         raise UsageError(f"{name} draws 1..{NUM_OPS} subnets per step (one op per edge each), not {num}")
     if tau <= 0:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from khnet.cli._common import JsonOpt, err_console, out_console, print_json
 from khnet.config import RECIPES, SupernetConfig
-from khnet.errors import ConfigError, UsageError
+from khnet.errors import ConfigError, UsageError, require_choice
 
 __all__ = ["train"]
 
@@ -113,8 +113,7 @@ def train(
     from khnet.train import TrainConfig, train_supernet  # torch: imported only when a command runs
 
     rank0 = is_main_process()
-    if recipe not in RECIPES:
-        raise ConfigError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    require_choice("recipe", recipe, RECIPES, ConfigError)
     if arch is not None:
         _train_one_arch(ctx, arch, json_output)
         return
