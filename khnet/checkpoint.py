@@ -7,6 +7,8 @@ tensors and plain values, read back with ``weights_only=True``.
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +36,12 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
+    "METRICS_FILE",
+    "METRIC_FIELDS",
     "MODEL_FILE",
     "TRAINING_FILE",
     "CheckpointError",
+    "append_metrics",
     "atomic_write",
     "canonical_safetensors",
     "load_checkpoint",
@@ -99,3 +104,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle error, tampering: one message for all
         raise CheckpointError(f"checkpoint {path} is corrupt ({type(err).__name__}: {err})") from None
+
+
+METRICS_FILE = "metrics.csv"
+METRIC_FIELDS = ("epoch", "step", "global_step", "lr", "loss_teacher", "loss_subnets", "acc_teacher", "images_per_s")
+
+
+def append_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Append ``rows`` (``METRIC_FIELDS`` each) to the run's ``metrics.csv``, header first; written atomically."""
+    path = run_dir / METRICS_FILE
+    old = path.read_text() if path.is_file() else ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    if not old:
+        writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda tmp: tmp.write_text(old + out.getvalue()))

@@ -24,7 +24,7 @@ from khnet.errors import TrainingDiverged
 from khnet.evaluate import EvalSettings, eval_data, measure_accuracy
 from khnet.network import NB201Net
 from khnet.optim import epoch_batches, epoch_steps, lr_at, seeded_init, set_learning_rate, sgd_optimizer
-from khnet.runtime import resolve_device
+from khnet.runtime import resolve_device, use_channels_last
 from khnet.space import Arch, ArchLike
 
 __all__ = ["ScratchResult", "train_from_scratch", "train_network"]
@@ -74,7 +74,8 @@ def train_network(
     )
     steps_per_epoch = epoch_steps(len(train_set), config)
     total_steps = steps_per_epoch * config.epochs
-    memory_format = torch.channels_last if config.channels_last is not False else torch.contiguous_format
+    nhwc = use_channels_last(config.channels_last, device)
+    memory_format = torch.channels_last if nhwc else torch.contiguous_format
     net = seeded_init(
         config.seed, NB201Net, arch, C=channels, N=cells_per_stage, num_classes=train_set.info.num_classes
     )

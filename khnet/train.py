@@ -16,28 +16,25 @@ step); gradients are averaged across ranks and only rank 0 writes files.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import signal
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from khnet import __version__
 from khnet.checkpoint import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    METRIC_FIELDS,
     TRAINING_FILE,
     CheckpointError,
-    atomic_write,
+    append_metrics,
     load_checkpoint,
     save_checkpoint,
     save_supernet,
@@ -46,7 +43,7 @@ from khnet.checkpoint import (
 )
 from khnet.config import SupernetConfig, TrainConfig
 from khnet.data import load_dataset
-from khnet.distributed import init_from_env, local_rank
+from khnet.distributed import GradSync, init_from_env, local_rank
 from khnet.errors import ConfigError, KhnetError, TrainingDiverged
 from khnet.files import METADATA_KEYS
 from khnet.optim import (
@@ -59,7 +56,7 @@ from khnet.optim import (
     set_weight_decay,
     sgd_optimizer,
 )
-from khnet.runtime import resolve_device
+from khnet.runtime import amp_dtype, resolve_device, stop_on_signals, use_channels_last
 from khnet.samplers import draw_archs
 from khnet.supernet import SuperNet
 
@@ -77,8 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.csv"
-METRIC_FIELDS = ("epoch", "step", "global_step", "lr", "loss_teacher", "loss_subnets", "acc_teacher", "images_per_s")
 
 
 @dataclass
@@ -144,7 +139,7 @@ def train_step(
     config: TrainConfig,
     *,
     warmup: bool = False,
-    sync: _GradSync | None = None,
+    sync: GradSync | None = None,
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
     distill: bool | None = None,
@@ -208,112 +203,7 @@ def optimizer_step(model, optimizer, config, sync, scaler, weight_decay: bool) -
         optimizer.step()
 
 
-class _GradSync:
-    """Average gradients over ranks. A gradient that is None on every rank stays None (as with one process);
-    one that exists somewhere is averaged with zeros from the ranks that did not compute it."""
-
-    def __init__(self, world_size: int) -> None:
-        self.world_size = world_size
-
-    def __call__(self, model: nn.Module) -> None:
-        import torch.distributed as dist
-
-        params = list(model.parameters())
-        present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
-        dist.all_reduce(present)
-        used = [p for p, flag in zip(params, present.tolist(), strict=True) if flag > 0]
-        for p in used:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        if not used:
-            return
-        flat = torch.cat([p.grad.reshape(-1) for p in used])
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for p in used:
-            n = p.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-            offset += n
-
-    def buffers(self, model: nn.Module) -> None:
-        """Average the BatchNorm running statistics over ranks (each rank ran other subnets) and take the
-        largest batch counters, so every rank holds the same state after every step."""
-        import torch.distributed as dist
-
-        floats = [b for b in model.buffers() if b.is_floating_point()]
-        counters = [b for b in model.buffers() if not b.is_floating_point()]
-        if floats:
-            flat = torch.cat([b.reshape(-1) for b in floats])
-            dist.all_reduce(flat)
-            flat /= self.world_size
-            offset = 0
-            for b in floats:
-                b.copy_(flat[offset : offset + b.numel()].view_as(b))
-                offset += b.numel()
-        if counters:
-            stacked = torch.stack([b.reshape(()) for b in counters])
-            dist.all_reduce(stacked, op=dist.ReduceOp.MAX)
-            for b, value in zip(counters, stacked, strict=True):
-                b.fill_(value)
-
-
-# ---------------------------------------------------------------- devices and run-time choices
-def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    mode = config.amp
-    if mode == "auto":
-        mode = "bf16" if device.type == "cuda" else "off"
-    if mode != "off" and device.type != "cuda":
-        log.warning("amp=%s is only used on CUDA; training in float32 on %s", mode, device)
-        return None
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
-
-
-def _channels_last(config: TrainConfig, device: torch.device) -> bool:
-    # benchmarks/train_throughput.py (docs/performance.md): NHWC made a full iteration 1.47x faster on the
-    # 2-core CPU; it is the usual choice for convs on CUDA too.
-    return config.channels_last if config.channels_last is not None else True
-
-
-@contextmanager
-def _stop_on_signals(flag: dict[str, str | None]) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``flag['reason']``; the loop saves and stops after the current step."""
-    if not threading_main():
-        yield
-        return
-    previous = {}
-
-    def handler(signum, frame):
-        flag["reason"] = signal.Signals(signum).name
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def threading_main() -> bool:
-    """True in the main thread (the only one that may install signal handlers)."""
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 # ---------------------------------------------------------------- the run
-def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    path = run_dir / METRICS_FILE
-    old = path.read_text() if path.is_file() else ""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=METRIC_FIELDS, lineterminator="\n")
-    if not old:
-        writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda tmp: tmp.write_text(old + out.getvalue()))
-
-
 def _tensorboard(run_dir: Path):
     """A SummaryWriter into ``run_dir/tensorboard`` when the tensorboard package is installed, else None."""
     try:
@@ -356,7 +246,7 @@ class _Run:
         self.rank, self.world_size = init_from_env(self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.sync = _GradSync(self.world_size) if self.world_size > 1 else None
+        self.sync = GradSync(self.world_size) if self.world_size > 1 else None
         self.train_set = load_dataset(
             config.dataset, "train", root=config.data_dir, valid_fraction=config.valid_fraction, seed=config.seed
         )
@@ -366,11 +256,13 @@ class _Run:
         self.model_config = model_config
         self.steps_per_epoch = epoch_steps(len(self.train_set), config)
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.memory_format = torch.channels_last if _channels_last(config, self.device) else torch.contiguous_format
+        self.memory_format = (
+            torch.channels_last if use_channels_last(config.channels_last, self.device) else torch.contiguous_format
+        )
         self.model = seeded_init(config.seed, SuperNet, model_config)  # the same on every rank
         self.model = self.model.to(self.device).to(memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.model, config)
-        self.amp_dtype = _amp_dtype(config, self.device)
+        self.amp_dtype = amp_dtype(config.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)  # each rank its subnets
         self.state = _RunState()
@@ -421,7 +313,7 @@ class _Run:
         s = self.state
         save_supernet(self.model, self.run_dir, extra={**self.extra, "progress": {"epoch": s.epoch, "step": s.step}})
         if s.rows:
-            _write_metrics(self.run_dir, s.rows)
+            append_metrics(self.run_dir, s.rows)
             s.rows.clear()
         ckpt = {
             "model": self.model.state_dict(),
@@ -502,7 +394,7 @@ def train_supernet(
     board = _tensorboard(run_dir) if run.is_writer else None
     stop: dict[str, str | None] = {"reason": None}
     epochs_this_call = 0
-    with _stop_on_signals(stop), closing(board) if board is not None else nullcontext():
+    with stop_on_signals(stop), closing(board) if board is not None else nullcontext():
         while state.epoch < config.epochs:
             run.model.train()
             sums, seen, started = [0.0, 0.0, 0.0], 0, time.perf_counter()

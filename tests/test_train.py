@@ -322,6 +322,25 @@ def test_distillation_schedule_options(monkeypatch):
         TrainConfig(distill_warmup_epochs=-1)
 
 
+def test_warmup_and_distillation_switch_at_their_epochs(tmp_path, monkeypatch):
+    """The loop passes warmup=True (lambda fixed to 1/N) for the first ``warmup_epochs`` and distills only from
+    epoch ``distill_warmup_epochs`` on; a resumed run keeps the schedule of the epoch it resumes in."""
+    import khnet.train as train_module
+
+    seen, real = [], train_module.train_step
+    monkeypatch.setattr(
+        train_module, "train_step", lambda *a, **kw: seen.append((kw["warmup"], kw["distill"])) or real(*a, **kw)
+    )
+    config = tiny_train(epochs=4, max_steps_per_epoch=1, warmup_epochs=2, distill_warmup_epochs=1)
+    list(train_supernet(tmp_path / "run", config, TINY_MODEL, stop_after_epochs=3))
+    assert seen == [(True, False), (True, True), (False, True)]
+    list(train_supernet(tmp_path / "run", None, None, resume=True))
+    assert seen[3:] == [(False, True)]
+    seen.clear()
+    list(train_supernet(tmp_path / "plain", tiny_train(epochs=2, max_steps_per_epoch=1, distill=False), TINY_MODEL))
+    assert seen == [(True, False), (False, False)]
+
+
 def test_cosine_schedule_reaches_min_lr():
     from khnet.optim import lr_at
 
