@@ -24,7 +24,7 @@ from khnet.config import SupernetConfig
 from khnet.hypernet import arch_encoding
 from khnet.network import NB201Net
 from khnet.space import Arch
-from khnet.supernet import SuperNet, _path_plan
+from khnet.supernet import SuperNet, path_plan
 
 # label -> SupernetConfig settings; "kshot-hypernet" is the default form (residual since issue 11)
 FORMS = {
@@ -52,7 +52,7 @@ def fwd_bwd(model, x, y, *extra):
 
 def generation_step(net: SuperNet, arch: Arch, backward: bool = True) -> None:
     """Generate all of ``arch``'s conv kernels; with ``backward``, push unit-scale gradients back through."""
-    layers, _ = _path_plan(arch, net.config.cells_per_stage)
+    layers, _ = path_plan(arch, net.config.cells_per_stage)
     index = {name: torch.tensor(rows) for name, rows in layers.items()}
     if not backward:
         with torch.no_grad():
@@ -76,7 +76,7 @@ def saved_bytes(net: SuperNet, arch: Arch) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        layers, _ = _path_plan(arch, net.config.cells_per_stage)
+        layers, _ = path_plan(arch, net.config.cells_per_stage)
         net.kernels(arch_encoding(arch), {n: torch.tensor(r) for n, r in layers.items()})
     return total
 

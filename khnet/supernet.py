@@ -37,7 +37,7 @@ from khnet.network import NB201Net, stage_layout
 from khnet.ops import ReductionBlock, apply_op, avg_pool_3x3
 from khnet.space import CONV_OPS, EDGES, NUM_EDGES, NUM_NODES, OP_NAMES, Arch, ArchLike
 
-__all__ = ["SuperCell", "SuperEdge", "SuperNet"]
+__all__ = ["SuperCell", "SuperEdge", "SuperNet", "path_plan"]
 
 
 class SuperEdge(nn.Module):
@@ -122,8 +122,10 @@ class SuperCell(nn.Module):
 
 
 @lru_cache(maxsize=4096)
-def _path_plan(arch: Arch, cells_per_stage: int) -> tuple[dict[str, list[int]], tuple[tuple[int, ...], ...]]:
-    """Layers to generate per group for ``arch``, and for each (cell in stage, edge) its row in that group."""
+def path_plan(arch: Arch, cells_per_stage: int) -> tuple[dict[str, list[int]], tuple[tuple[int, ...], ...]]:
+    """Which kernels ``arch``'s single path needs: per conv group (``group_name``), the layer indices to generate
+    (``cell * NUM_EDGES + edge`` for every cell of a stage and edge with that op), and for each (cell in stage,
+    edge) the row of its kernel among that group's generated ones (-1 for an edge without a conv)."""
     layers: dict[str, list[int]] = {}
     rows = [[-1] * NUM_EDGES for _ in range(cells_per_stage)]
     for op in CONV_OPS:
@@ -228,7 +230,7 @@ class SuperNet(
 
     def path_kernels(self, arch: Arch, warmup: bool = False) -> list[list[torch.Tensor | None]]:
         """Generated kernels of ``arch``: per searchable cell (in order), per edge, (C, C, K, K) or None."""
-        layers, rows = _path_plan(arch, self.config.cells_per_stage)
+        layers, rows = path_plan(arch, self.config.cells_per_stage)
         device = self.beta.device
         alpha = arch_encoding(arch).to(device=device, dtype=self.beta.dtype)
         index = {name: torch.tensor(rows_, device=device) for name, rows_ in layers.items()}
