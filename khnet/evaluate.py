@@ -26,9 +26,9 @@ from khnet.batchnorm import fold_bn, recalibrate_bn
 from khnet.benchmark import BASELINE, ShippedGroundTruth
 from khnet.config import EvalSettings
 from khnet.data import ArrayDataset, dataset_info, load_dataset
-from khnet.distributed import init_from_env
+from khnet.distributed import init_from_env, is_main_process
 from khnet.errors import KhnetError, UsageError
-from khnet.files import state_hash
+from khnet.files import SUMMARY_FILE, state_hash, write_json
 from khnet.metrics import kendall_tau, spearman_rho, top_k_overlap
 from khnet.results import ResultsLock, ResultsWriter, read_result_rows, read_results, write_results_table
 from khnet.space import Arch, isomorphism_classes, stratified_sample
@@ -46,6 +46,7 @@ __all__ = [
     "evaluate_archs",
     "evaluate_subnet",
     "evaluate_subnets",
+    "evaluate_supernet",
     "measure_accuracy",
     "read_result_rows",
     "read_results",
@@ -223,7 +224,8 @@ def evaluate_archs(
 
     Args:
         supernet: a ``SuperNet`` (on the device to evaluate on).
-        archs: the archs (``Arch``, strings or indices); duplicates and isomorphic twins are evaluated once.
+        archs: the archs (``Arch.coerce`` reads strings and indices); duplicates and isomorphic twins are
+            evaluated once.
         settings: data, split and recalibration settings.
         results_dir: where results are stored and reused (None: no file).
         ground_truth: the benchmark table for ``benchmark_accuracy`` (default: the shipped one).
@@ -369,3 +371,34 @@ def summarize(records: Sequence[EvalRecord], note: str = "", dataset: str | None
         out["benchmark_space_mean"] = BASELINE[dataset]["mean"]
         out["benchmark_space_max"] = BASELINE[dataset]["max"]
     return out
+
+
+def evaluate_supernet(
+    supernet: SuperNet,
+    archs: Sequence[Arch],
+    settings: EvalSettings,
+    results_dir: str | Path | None = None,
+    *,
+    shipped_results: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    subnets_per_pass: int = 1,
+) -> tuple[list[EvalRecord], dict[str, Any]]:
+    """What ``khnet eval`` computes, as one call: ``evaluate_archs`` and its ``summarize``, the summary also
+    naming the ``settings`` key, the split and the ``benchmark_setting`` its benchmark figures come from. The
+    summary is saved as ``results_dir/eval-summary.json`` (by the main process; the model card ``khnet export``
+    writes reads it). Arguments as for ``evaluate_archs``."""
+    records = list(
+        evaluate_archs(supernet, archs, settings, results_dir, shipped_results=shipped_results, progress=progress,
+                       subnets_per_pass=subnets_per_pass)
+    )  # fmt: skip
+    info = dataset_info(settings.dataset)
+    summary = summarize(records, info.note, info.benchmark)
+    bench = benchmark_setting(info.benchmark, settings.split)
+    summary.update(
+        settings=settings.key(),
+        split=settings.split,
+        benchmark_setting=f"{bench[0]} {bench[1]}" if bench else None,  # what the `benchmark` figures hold
+    )
+    if results_dir is not None and is_main_process():
+        write_json(Path(results_dir) / SUMMARY_FILE, summary)
+    return records, summary

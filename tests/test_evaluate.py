@@ -219,3 +219,23 @@ def test_recalibration_over_several_batches_merges_exactly():
         y = net[0](data[:30])
     assert torch.allclose(net[1].running_mean, y.mean((0, 2, 3)), atol=1e-5)
     assert torch.allclose(net[1].running_var, y.var((0, 2, 3), unbiased=True), rtol=1e-5)
+
+
+def test_evaluate_supernet_is_what_khnet_eval_reports(tmp_path):
+    """The library call behind ``khnet eval``: records as evaluate_archs gives them, the summary with its
+    settings and benchmark setting, saved for the model card."""
+    from khnet.evaluate import evaluate_supernet
+
+    archs = [Arch.from_index(i) for i in (6111, 0, 77)]
+    settings = EvalSettings(**{**FAST.__dict__, "split": "valid"})
+    records, summary = evaluate_supernet(_supernet(), archs, settings, tmp_path)
+
+    def figures(rs):
+        return [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in rs]
+
+    assert figures(records) == figures(evaluate_archs(_supernet(), archs, settings))
+    assert summary == {**summarize(records, summary["note"], "cifar10"), "settings": settings.key(),
+                       "split": "valid", "benchmark_setting": "cifar10-valid valid"}  # fmt: skip
+    assert json.loads((tmp_path / "eval-summary.json").read_text()) == json.loads(json.dumps(summary))
+    records, _ = evaluate_supernet(_supernet(), archs[:1], settings)  # no results folder: nothing written
+    assert len(records) == 1

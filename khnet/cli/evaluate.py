@@ -10,7 +10,6 @@ from rich.table import Table
 
 from khnet.cli._common import WIDE_TERMINAL, JsonOpt, ProgressReporter, ensure_writable, out_console, print_json
 from khnet.errors import UsageError
-from khnet.files import SUMMARY_FILE
 from khnet.space import Arch
 
 __all__ = ["evaluate"]
@@ -56,7 +55,7 @@ def evaluate(
 ) -> None:
     """Evaluate subnets from a supernet (bake, recalibrate BatchNorm, test) and compare with NAS-Bench-201."""
     from khnet.distributed import is_main_process
-    from khnet.evaluate import evaluate_archs, stratified_sample, summarize  # torch: only when a command runs
+    from khnet.evaluate import evaluate_supernet, stratified_sample  # torch: only when a command runs
     from khnet.hub import resolve_supernet
 
     if all_archs and (archs or sample):
@@ -78,35 +77,19 @@ def evaluate(
     resolved = resolve_supernet(supernet, device)
     settings = resolved.eval_settings(split, dataset, test_images, calib_images, seed, batch_size,
                                       str(data_dir) if data_dir else None)  # fmt: skip
-    records = []
     main_process = is_main_process()
     quiet = json_output or not main_process
     with ProgressReporter("evaluating", quiet=not main_process) as progress:  # stderr: --json too
-        stores = {"results_dir": resolved.results_dir, "shipped_results": resolved.shipped_results}
-        run = evaluate_archs(
-            resolved.model, chosen, settings, **stores, progress=progress.update, subnets_per_pass=subnets_per_pass
-        )
-        records = list(run)
-    from khnet.data import dataset_info
-    from khnet.evaluate import benchmark_setting
-
-    info = dataset_info(settings.dataset)
-    summary = summarize(records, info.note, info.benchmark)
-    summary["settings"] = settings.key()
-    summary["split"] = settings.split
-    bench = benchmark_setting(info.benchmark, settings.split)
-    summary["benchmark_setting"] = f"{bench[0]} {bench[1]}" if bench else None  # what `benchmark` columns hold
-    if main_process and resolved.results_dir is not None:
-        from khnet.checkpoint import write_json
-
-        # the last evaluation's figures, for the model card `khnet export` writes
-        write_json(Path(resolved.results_dir) / SUMMARY_FILE, summary)
+        records, summary = evaluate_supernet(
+            resolved.model, chosen, settings, resolved.results_dir, shipped_results=resolved.shipped_results,
+            progress=progress.update, subnets_per_pass=subnets_per_pass,
+        )  # fmt: skip
     if plots:
         from khnet.plots import plot_accuracy_vs_rank, plot_distribution
 
         summary["plots"] = [
-            str(plot_distribution(records, plots, info.note)),
-            str(plot_accuracy_vs_rank(records, plots, info.note)),
+            str(plot_distribution(records, plots, summary["note"])),
+            str(plot_accuracy_vs_rank(records, plots, summary["note"])),
         ]
     if not main_process or (quiet and not json_output):
         return  # under torchrun only rank 0 reports
