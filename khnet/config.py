@@ -13,6 +13,7 @@ from khnet.errors import ConfigError, require_choice
 __all__ = [
     "GENERATORS",
     "METHODS",
+    "PROXY_SHAPE",
     "RECIPES",
     "TEACHER_KERNELS",
     "ConfigError",
@@ -20,6 +21,7 @@ __all__ = [
     "JsonConfig",
     "SupernetConfig",
     "TrainConfig",
+    "recipe_model_config",
 ]
 
 METHODS = ("kshot-hypernet", "kshot", "weight-sharing")
@@ -40,6 +42,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"subnet_reduction": "sum"},
     },
 }
+PROXY_SHAPE = {"channels": 8, "cells_per_stage": 1}  # `khnet train --proxy`: a supernet sized for a CPU
 _NON_INT_FIELDS = ("method", "generator", "residual_gain", "teacher_kernels")
 
 
@@ -156,6 +159,24 @@ class SupernetConfig(JsonConfig):
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a JSON object of config keys")
         return cls.from_dict(data)
+
+
+def recipe_model_config(
+    recipe: str = "khnet", method: str = "kshot-hypernet", proxy: bool = False, **overrides: Any
+) -> SupernetConfig:
+    """The ``SupernetConfig`` that ``khnet train --recipe RECIPE --method METHOD [--proxy]`` trains: the recipe's
+    kernel settings (``RECIPES[recipe]["model"]``, Kshot-Hypernet only), the CPU-sized shape with ``proxy``
+    (``PROXY_SHAPE``: C=8, N=1), then every override that is not None (e.g. ``channels=4``, ``generator="paper"``).
+
+    Raises:
+        ConfigError: an unknown recipe, or a config the overrides make invalid.
+    """
+    require_choice("recipe", recipe, RECIPES, ConfigError)
+    settings: dict[str, Any] = dict(PROXY_SHAPE) if proxy else {}
+    if method == "kshot-hypernet":
+        settings.update(RECIPES[recipe]["model"])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return SupernetConfig(method=method, **settings)
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,20 @@ def test_cli_train_recipes(tmp_path, capsys, args, generator, reduction):
     assert (saved["model"]["generator"], saved["train"]["subnet_reduction"]) == (generator, reduction)
 
 
+def test_recipe_model_config_is_what_the_cli_trains():
+    from khnet.config import recipe_model_config
+
+    paper = recipe_model_config("paper", proxy=True, channels=4, num_kernels=None)
+    assert (paper.generator, paper.teacher_kernels, paper.channels, paper.cells_per_stage) == ("paper", "beta", 4, 1)
+    assert paper.num_kernels == 64  # None: the method's default
+    assert recipe_model_config().to_dict() == SupernetConfig().to_dict()  # the khnet recipe is the default
+    assert recipe_model_config("khnet", generator="paper-rank7").generator == "paper-rank7"  # overrides win
+    shared = recipe_model_config("paper", "weight-sharing")  # the recipe's kernel settings are Kshot-Hypernet's
+    assert shared.method == "weight-sharing" and shared.num_kernels == 1
+    with pytest.raises(ConfigError, match="unknown recipe 'fast'"):
+        recipe_model_config("fast")
+
+
 def test_cli_train_epochs_zero_is_an_error_not_300_epochs(tmp_path, capsys):
     code = main(["train", "--dataset", "sample", "--epochs", "0", "-o", str(tmp_path / "run")])
     assert code != 0 and "epochs=0" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from khnet.cli._common import JsonOpt, err_console, out_console, print_json
-from khnet.config import RECIPES, SupernetConfig
+from khnet.config import PROXY_SHAPE, RECIPES, recipe_model_config
 from khnet.errors import ConfigError, UsageError, require_choice
 
 __all__ = ["train"]
@@ -29,8 +29,6 @@ EXAMPLES = """Examples:
 
   torchrun --nproc-per-node 4 -m khnet train --dataset cifar100 -o runs/c100
 """
-
-PROXY = {"channels": 8, "cells_per_stage": 1}
 
 
 def train(
@@ -135,16 +133,11 @@ def train(
             raise UsageError(f"{', '.join(only_khn)} shape Kshot-Hypernet's kernels; --method {method} has none")
         if not distill and distill_warmup_epochs > 0:
             raise UsageError("--distill-warmup-epochs delays distillation, which --no-distill turns off; drop one")
-        chosen = RECIPES[recipe]
-        subnet_reduction = subnet_reduction or chosen["train"]["subnet_reduction"]
-        config = _train_config(ctx.params, subnet_reduction)
-        shape = {**(PROXY if proxy else {})}
-        shape.update({k: v for k, v in (("channels", channels), ("cells_per_stage", cells_per_stage)) if v is not None})
-        options = {"generator": generator, "residual_gain": residual_gain, "teacher_kernels": teacher_kernels}
-        if method == "kshot-hypernet":
-            shape.update(chosen["model"])
-        shape.update({k: v for k, v in options.items() if v is not None})
-        model_config = SupernetConfig(method=method, hidden=hidden, num_kernels=num_kernels, **shape)
+        config = _train_config(ctx.params, subnet_reduction or RECIPES[recipe]["train"]["subnet_reduction"])
+        model_config = recipe_model_config(
+            recipe, method, proxy, channels=channels, cells_per_stage=cells_per_stage, hidden=hidden,
+            num_kernels=num_kernels, generator=generator, residual_gain=residual_gain, teacher_kernels=teacher_kernels,
+        )  # fmt: skip
         directory = run_dir or Path("runs") / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
     events = train_supernet(
         directory, config, model_config, resume=resume is not None, stop_after_epochs=stop_after_epochs
@@ -267,7 +260,7 @@ def _train_one_arch(ctx: typer.Context, arch: str, json_output: bool) -> None:
     p = ctx.params
     parsed = Arch.coerce(arch)
     config = _train_config(p, RECIPES["khnet"]["train"]["subnet_reduction"])  # supernet fields at their defaults
-    shape = {**(PROXY if p["proxy"] else {"channels": 16, "cells_per_stage": 5})}
+    shape = {**(PROXY_SHAPE if p["proxy"] else {"channels": 16, "cells_per_stage": 5})}
     shape.update({k: p[k] for k in ("channels", "cells_per_stage") if p[k] is not None})
     directory = p["run_dir"] or Path("runs") / f"scratch-{parsed.index}-{time.strftime('%Y%m%d-%H%M%S')}"
     err_console.print(f"training {parsed} (index {parsed.index}) from scratch, {config.epochs} epochs", highlight=False)
