@@ -224,8 +224,8 @@ def evaluate_archs(
 
     Args:
         supernet: a ``SuperNet`` (on the device to evaluate on).
-        archs: the archs (``Arch.coerce`` reads strings and indices); duplicates and isomorphic twins are
-            evaluated once.
+        archs: ``Arch`` values (``Arch.coerce`` makes them from strings or indices); duplicates and isomorphic
+            twins are evaluated once.
         settings: data, split and recalibration settings.
         results_dir: where results are stored and reused (None: no file).
         ground_truth: the benchmark table for ``benchmark_accuracy`` (default: the shipped one).
