@@ -302,11 +302,12 @@ def _evaluate_classes(
     images = images.contiguous(memory_format=memory_format)
     for first in range(0, len(classes), group):
         chunk = classes[first : first + group]
+        archs = [Arch.from_index(cls) for cls in chunk]
         start = time.perf_counter()
         if len(chunk) == 1:
-            results = [evaluate_subnet(supernet, chunk[0], calib, images, labels, settings.batch_size)]
+            results = [evaluate_subnet(supernet, archs[0], calib, images, labels, settings.batch_size)]
         else:
-            results = evaluate_subnets(supernet, chunk, calib, images, labels, settings.batch_size)
+            results = evaluate_subnets(supernet, archs, calib, images, labels, settings.batch_size)
         seconds = (time.perf_counter() - start) / len(chunk)
         for cls, (accuracy, loss) in zip(chunk, results, strict=True):
             result = fresh[cls] = {"accuracy": accuracy, "loss": loss, "seconds": seconds}

@@ -44,6 +44,7 @@ __all__ = [
     "read_run_config",
     "state_hash",
     "write_json",
+    "write_run_configs",
     "write_supernet_files",
 ]
 
@@ -237,8 +238,20 @@ def write_supernet_files(
     meta = {"format": "pt", "khnet_model_config": json.dumps(model_config, sort_keys=True)}
     blob = canonical_safetensors(save(state, metadata=meta))
     atomic_write(directory / MODEL_FILE, lambda tmp: tmp.write_bytes(blob))
+    write_run_configs(directory, model_config, metadata, training)
+    return directory / MODEL_FILE
+
+
+def write_run_configs(
+    directory: str | Path,
+    model_config: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> None:
+    """Write the flat ``config.json`` (``model_config`` plus the ``METADATA_KEYS`` of ``metadata``) and, when
+    given, ``training.json``, each atomically."""
+    directory = Path(directory)
     extra = {k: v for k, v in (metadata or {}).items() if k in METADATA_KEYS and v is not None}
     write_json(directory / CONFIG_FILE, {**model_config, **extra})
     if training is not None:
         write_json(directory / TRAINING_FILE, training)
-    return directory / MODEL_FILE

@@ -99,7 +99,7 @@ def epoch_batches(dataset: ArrayDataset, config: TrainConfig, epoch: int, start_
         drop_last=True,
         num_workers=config.num_workers if config.num_workers is not None else default_num_workers(),
         pin_memory=pin,
-        generator=torch.Generator().manual_seed(config.seed * 7919 + epoch * 131 + start_step),  # off the global one
+        generator=generator,  # the workers' base seed (they draw nothing) from it too, not from the global one
     )
     return loader
 

@@ -100,8 +100,8 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
-def use_channels_last(setting: bool | None, device: torch.device) -> bool:
-    """Whether activations are NHWC: ``setting`` when given, else on for every device."""
+def use_channels_last(setting: bool | None) -> bool:
+    """Whether activations are NHWC: ``setting`` when given, else on (on every device)."""
     # benchmarks/train_throughput.py (docs/performance.md): NHWC made a full iteration 1.47x faster on the
     # 2-core CPU; it is the usual choice for convs on CUDA too.
     return setting if setting is not None else True

@@ -74,7 +74,7 @@ def train_network(
     )
     steps_per_epoch = epoch_steps(len(train_set), config)
     total_steps = steps_per_epoch * config.epochs
-    nhwc = use_channels_last(config.channels_last, device)
+    nhwc = use_channels_last(config.channels_last)
     memory_format = torch.channels_last if nhwc else torch.contiguous_format
     net = seeded_init(
         config.seed, NB201Net, arch, C=channels, N=cells_per_stage, num_classes=train_set.info.num_classes

@@ -30,22 +30,19 @@ import torch.nn.functional as F
 from khnet import __version__
 from khnet.checkpoint import (
     CHECKPOINT_FILE,
-    CONFIG_FILE,
     METRIC_FIELDS,
-    TRAINING_FILE,
     CheckpointError,
     append_metrics,
     load_checkpoint,
     save_checkpoint,
     save_supernet,
     state_hash,
-    write_json,
 )
 from khnet.config import SupernetConfig, TrainConfig
 from khnet.data import load_dataset
 from khnet.distributed import GradSync, init_from_env, local_rank
 from khnet.errors import ConfigError, KhnetError, TrainingDiverged
-from khnet.files import METADATA_KEYS
+from khnet.files import METADATA_KEYS, write_run_configs
 from khnet.optim import (
     build_optimizer,
     epoch_batches,
@@ -256,9 +253,7 @@ class _Run:
         self.model_config = model_config
         self.steps_per_epoch = epoch_steps(len(self.train_set), config)
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.memory_format = (
-            torch.channels_last if use_channels_last(config.channels_last, self.device) else torch.contiguous_format
-        )
+        self.memory_format = torch.channels_last if use_channels_last(config.channels_last) else torch.contiguous_format
         self.model = seeded_init(config.seed, SuperNet, model_config)  # the same on every rank
         self.model = self.model.to(self.device).to(memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.model, config)
@@ -294,11 +289,8 @@ class _Run:
     def write_configs(self) -> None:
         """config.json and training.json, before the first step (rank 0)."""
         if self.is_writer:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             training = {k: v for k, v in self.extra.items() if k not in METADATA_KEYS}
-            flat = {**self.model_config.to_dict(), **{k: self.extra[k] for k in METADATA_KEYS}}
-            write_json(self.run_dir / CONFIG_FILE, flat)
-            write_json(self.run_dir / TRAINING_FILE, training)
+            write_run_configs(self.run_dir, self.model_config.to_dict(), self.extra, training)
 
     def save(self, reason: str) -> str:
         """The supernet, metrics and a checkpoint to resume from; returns the checkpoint's path ('' off rank 0)."""
